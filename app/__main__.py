@@ -1,0 +1,44 @@
+"""`python -m app [--reload]`: validate settings, then serve with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+
+from app.config import load_settings
+from app.errors import ConfigError, PluginError
+from app.logs import uvicorn_log_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Serve the voice agent.")
+    parser.add_argument("--reload", action="store_true", help="restart on code changes (development)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        # Fail here, with a plain message, rather than inside uvicorn's factory call.
+        from app.main import create_app
+
+        create_app(settings)
+    except (ConfigError, PluginError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    log_config = uvicorn_log_config()
+    log_config["loggers"]["app"]["level"] = settings.log_level
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        reload=args.reload,
+        reload_dirs=["app", str(settings.tools_dir)] if args.reload else None,
+        log_level=settings.log_level.lower(),
+        log_config=log_config,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

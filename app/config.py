@@ -1,0 +1,133 @@
+"""Settings: read once from the environment and `.env` into a frozen object.
+
+Nothing else in the service reads the environment. Every key is documented, with its
+default, in `.env.example`; an invalid value raises `ConfigError` naming the variable and
+what it accepts, so a bad deployment fails at startup rather than on the first call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from starlette.config import Config
+from starlette.datastructures import Secret
+
+from app.errors import ConfigError
+
+T = TypeVar("T")
+
+PROVIDERS = ("echo", "nova_sonic")
+# Rates a model may run at (Nova Sonic accepts exactly these three).
+MODEL_SAMPLE_RATES = (8000, 16000, 24000)
+# Rates a client may use; the session resamples between these and the model's.
+CLIENT_SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    model_provider: str = "echo"
+    model_id: str = ""  # empty: the provider's default
+    aws_region: str = "us-east-1"
+    voice: str = "matthew"
+    input_sample_rate: int = 16000
+    output_sample_rate: int = 24000
+    system_prompt: str = (
+        "You are a friendly voice assistant. Keep answers short and conversational; "
+        "use the tools you have when they help."
+    )
+    tools_dir: Path = Path("tools")
+    weather_api_key: Secret = field(default_factory=lambda: Secret(""))
+    log_level: str = "INFO"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Limits. Queue sizes are in frames/messages; see Session for the overflow policy.
+    audio_queue_size: int = 64
+    text_queue_size: int = 16
+    max_message_bytes: int = 1_048_576
+    max_text_chars: int = 8_000
+    stop_timeout: float = 2.0
+    tool_http_timeout: float = 5.0
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _choice(allowed: tuple[T, ...], cast: Callable[[str], T]) -> Callable[[str, str], T]:
+    def parse(key: str, raw: str) -> T:
+        try:
+            value = cast(raw)
+        except ValueError:
+            value = None  # type: ignore[assignment]
+        if value not in allowed:
+            names = ", ".join(str(a) for a in allowed)
+            raise ConfigError(f"{key}={raw!r} is not valid; allowed values: {names}")
+        return value
+
+    return parse
+
+
+def _number(cast: Callable[[str], T], minimum: float, maximum: float) -> Callable[[str, str], T]:
+    def parse(key: str, raw: str) -> T:
+        try:
+            value = cast(raw)
+        except ValueError:
+            value = None  # type: ignore[assignment]
+        if value is None or not (minimum <= value <= maximum):  # type: ignore[operator]
+            raise ConfigError(f"{key}={raw!r} is not valid; expected a number from {minimum} to {maximum}")
+        return value
+
+    return parse
+
+
+def _text(key: str, raw: str) -> str:
+    if not raw.strip():
+        raise ConfigError(f"{key} must not be empty")
+    return raw
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "model_provider": _choice(PROVIDERS, str.lower),
+    "model_id": lambda key, raw: raw.strip(),
+    "aws_region": _text,
+    "voice": _text,
+    "input_sample_rate": _choice(MODEL_SAMPLE_RATES, int),
+    "output_sample_rate": _choice(MODEL_SAMPLE_RATES, int),
+    "system_prompt": _text,
+    "tools_dir": lambda key, raw: Path(raw),
+    "weather_api_key": lambda key, raw: Secret(raw),
+    "log_level": _choice(LOG_LEVELS, str.upper),
+    "host": _text,
+    "port": _number(int, 0, 65535),
+    "audio_queue_size": _number(int, 1, 100_000),
+    "text_queue_size": _number(int, 1, 10_000),
+    "max_message_bytes": _number(int, 1024, 64 * 1024 * 1024),
+    "max_text_chars": _number(int, 1, 1_000_000),
+    "stop_timeout": _number(float, 0.1, 60.0),
+    "tool_http_timeout": _number(float, 0.1, 120.0),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+    """Build `Settings` from `environ` (default: the process environment) and `env_file`.
+
+    The environment wins over the file, as in starlette's `Config`.
+    """
+    env_path = Path(env_file) if env_file is not None else None
+    source = os.environ if environ is None else dict(environ)
+    config = Config(env_path if env_path is not None and env_path.is_file() else None, environ=source)
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = config(f.name.upper(), default=None)
+        if raw is not None:
+            values[f.name] = _PARSERS[f.name](f.name.upper(), raw)
+    return Settings(**values)
+
+
+def log_level_number(settings: Settings) -> int:
+    return logging.getLevelNamesMapping()[settings.log_level]

@@ -1,0 +1,76 @@
+"""`create_app(settings)` builds the Starlette app: `/ws`, `/ping`, `/health`.
+
+No import-time side effects: settings, tools and the model provider are resolved when
+the app is built, so a bad setting or plugin fails there, with a message naming it.
+Uvicorn runs `app.main:create_app` as a factory (see `python -m app`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strands.types.tools import AgentTool
+
+from app.config import Settings, load_settings
+from app.logs import install_record_factory
+from app.models import ModelProvider, provider_from_settings
+from app.plugins import ToolServices, load_tools
+from app.registry import SessionRegistry
+from app.session import Session, SessionContext
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    provider: ModelProvider | None = None,
+    tools: Sequence[AgentTool] | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    settings = settings or load_settings()
+    install_record_factory()
+    http = httpx.AsyncClient(transport=http_transport, timeout=settings.tool_http_timeout)
+    context = SessionContext(
+        settings=settings,
+        provider=provider or provider_from_settings(settings),
+        tools=tuple(tools) if tools is not None else tuple(load_tools(settings.tools_dir)),
+        services=ToolServices(settings=settings, http=http),
+        registry=SessionRegistry(),
+    )
+
+    async def websocket_endpoint(websocket: WebSocket) -> None:
+        await Session(websocket, context).serve()
+
+    async def ping(request: Request) -> JSONResponse:
+        # Bedrock AgentCore Runtime health contract.
+        registry = context.registry
+        status = "HealthyBusy" if len(registry) else "Healthy"
+        return JSONResponse({"status": status, "time_of_last_update": int(registry.last_change)})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "sessions": len(context.registry), "time": int(time.time())})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await http.aclose()
+
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/ws", websocket_endpoint),
+            Route("/ping", ping),
+            Route("/health", health),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    return app

@@ -1,0 +1,191 @@
+"""Wire protocol v1: client frames parsed once at the edge into typed messages.
+
+See docs/protocol.md. Every rejection is a `ProtocolError` with a specific code; only an
+oversized frame is fatal, because everything else leaves the session in a known state.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from base64 import b64decode
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from starlette import status
+
+from app.config import CLIENT_SAMPLE_RATES
+from app.errors import ProtocolError
+
+PROTOCOL_VERSION: Final = 1
+AUDIO_FORMAT: Final = "pcm16"  # signed 16-bit little-endian, mono
+ACCEPTED_AUDIO_FORMATS: Final = frozenset({"pcm16", "pcm", "pcm_s16le"})
+
+
+class AudioEncoding(StrEnum):
+    BASE64 = "base64"
+    BINARY = "binary"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioIn:
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TextIn:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    pass
+
+
+ClientMessage = AudioIn | TextIn | Ping | End
+
+PING: Final = Ping()
+END: Final = End()
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectOptions:
+    input_sample_rate: int
+    output_sample_rate: int
+    audio: AudioEncoding
+
+
+def _rate(name: str, raw: str | None, default: int) -> int:
+    if raw is None:
+        return default
+    if raw.isdigit() and int(raw) in CLIENT_SAMPLE_RATES:
+        return int(raw)
+    allowed = ", ".join(map(str, CLIENT_SAMPLE_RATES))
+    raise ProtocolError(
+        "unsupported_sample_rate",
+        f"{name}={raw!r} is not supported; allowed values: {allowed}",
+        fatal=True,
+        close_code=status.WS_1008_POLICY_VIOLATION,
+    )
+
+
+def parse_connect_options(query: dict[str, str], input_rate: int, output_rate: int) -> ConnectOptions:
+    """Query parameters given at connect; defaults are the model's own rates."""
+    raw_audio = query.get("audio", AudioEncoding.BASE64)
+    try:
+        audio = AudioEncoding(raw_audio)
+    except ValueError:
+        raise ProtocolError(
+            "invalid_query",
+            f"audio={raw_audio!r} is not supported; allowed values: base64, binary",
+            fatal=True,
+            close_code=status.WS_1008_POLICY_VIOLATION,
+        ) from None
+    return ConnectOptions(
+        input_sample_rate=_rate("input_sample_rate", query.get("input_sample_rate"), input_rate),
+        output_sample_rate=_rate("output_sample_rate", query.get("output_sample_rate"), output_rate),
+        audio=audio,
+    )
+
+
+def check_pcm(pcm: bytes) -> None:
+    if not pcm:
+        raise ProtocolError("empty_audio", "audio frame has no samples")
+    if len(pcm) % 2:
+        raise ProtocolError(
+            "odd_byte_count", f"PCM16 audio needs an even number of bytes, got {len(pcm)}"
+        )
+
+
+class Parser:
+    """Parses one session's frames; holds the limits and the session's input rate."""
+
+    def __init__(self, input_sample_rate: int, max_message_bytes: int, max_text_chars: int) -> None:
+        self.input_sample_rate = input_sample_rate
+        self.max_message_bytes = max_message_bytes
+        self.max_text_chars = max_text_chars
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_message_bytes:
+            raise ProtocolError(
+                "message_too_large",
+                f"frame of {size} bytes exceeds the limit of {self.max_message_bytes}",
+                fatal=True,
+                close_code=status.WS_1009_MESSAGE_TOO_BIG,
+            )
+
+    def binary(self, data: bytes) -> AudioIn:
+        self._check_size(len(data))
+        check_pcm(data)
+        return AudioIn(data)
+
+    def text(self, data: str) -> ClientMessage:
+        self._check_size(len(data))
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            raise ProtocolError("invalid_json", "text frame is not valid JSON") from None
+        if not isinstance(obj, dict):
+            raise ProtocolError("invalid_message", "a message must be a JSON object")
+        kind = obj.get("type")
+        if kind is None:  # short forms sent by existing clients
+            if "audio" in obj and "text" not in obj:
+                kind = "audio"
+            elif "text" in obj and "audio" not in obj:
+                kind = "text"
+            else:
+                raise ProtocolError("invalid_message", "message has no 'type'")
+        if kind == "audio":
+            return self._audio(obj)
+        if kind == "text":
+            return self._text(obj)
+        if kind == "ping":
+            return PING
+        if kind == "end":
+            return END
+        raise ProtocolError(
+            "unknown_type", f"unknown message type {kind!r}; expected audio, text, ping or end"
+        )
+
+    def _audio(self, obj: dict[str, Any]) -> AudioIn:
+        payload = obj.get("audio")
+        if not isinstance(payload, str):
+            raise ProtocolError("invalid_message", "'audio' must be a base64 string")
+        rate = obj.get("sample_rate", self.input_sample_rate)
+        if rate != self.input_sample_rate:
+            raise ProtocolError(
+                "unsupported_sample_rate",
+                f"sample_rate {rate!r} does not match this session's input rate "
+                f"{self.input_sample_rate}; reconnect with input_sample_rate={rate} to use it",
+            )
+        fmt = obj.get("format", AUDIO_FORMAT)
+        if fmt not in ACCEPTED_AUDIO_FORMATS:
+            raise ProtocolError(
+                "unsupported_format", f"audio format {fmt!r} is not supported; allowed values: pcm16"
+            )
+        if obj.get("channels", 1) != 1:
+            raise ProtocolError("unsupported_format", "only mono audio (channels=1) is supported")
+        try:
+            pcm = b64decode(payload, validate=True)
+        except binascii.Error:
+            raise ProtocolError("invalid_base64", "'audio' is not valid base64") from None
+        check_pcm(pcm)
+        return AudioIn(pcm)
+
+    def _text(self, obj: dict[str, Any]) -> TextIn:
+        text = obj.get("text")
+        if not isinstance(text, str):
+            raise ProtocolError("invalid_message", "'text' must be a string")
+        if not text.strip():
+            raise ProtocolError("empty_text", "text message is empty")
+        if len(text) > self.max_text_chars:
+            raise ProtocolError(
+                "text_too_long", f"text of {len(text)} characters exceeds the limit of {self.max_text_chars}"
+            )
+        return TextIn(text)

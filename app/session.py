@@ -1,0 +1,356 @@
+"""One WebSocket conversation: the socket, a `BidiAgent`, and the tasks between them.
+
+    socket reader ──> audio queue ──> audio pump ──┐
+                  └─> text queue  ──> text pump  ──┴─> agent.send ─> model
+    socket <── output relay <── OutputEncoder <── agent.receive <── model, tools
+
+All four run in one task group owned by `Session.serve`. The first to finish decides the
+`Outcome`; the rest are cancelled, the agent (and so the model and any running tool) is
+stopped under a deadline, and the socket is closed with the outcome's code.
+
+Queue policy: both input queues are bounded (AUDIO_QUEUE_SIZE, TEXT_QUEUE_SIZE). When
+one is full the reader waits, so a model that cannot keep up slows the reading of the
+socket (TCP backpressure) instead of buffering without limit or dropping input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import anyio
+from starlette import status
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strands.bidi import BidiAgent
+from strands.bidi.models import AudioCapable, BidiModel
+from strands.bidi.types import AudioDelta
+from strands.types.tools import AgentTool
+
+from app.audio import Resampler
+from app.config import Settings
+from app.encoder import Frame, OutputEncoder, dumps
+from app.logs import session_id_var
+from app.errors import ModelError, ProtocolError, SessionError
+from app.models import ModelProvider
+from app.plugins import SERVICES_KEY, ToolServices
+from app.protocol import (
+    AUDIO_FORMAT,
+    PROTOCOL_VERSION,
+    AudioIn,
+    ConnectOptions,
+    End,
+    Parser,
+    Ping,
+    TextIn,
+    parse_connect_options,
+)
+from app.registry import SessionRegistry
+
+logger = logging.getLogger(__name__)
+
+PONG = dumps({"type": "pong"})
+
+
+class SessionState(StrEnum):
+    CONNECTING = "connecting"
+    ACTIVE = "active"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    reason: str
+    close_code: int = status.WS_1000_NORMAL_CLOSURE
+    error: SessionError | None = None
+    client_gone: bool = False  # the socket is already closed: send nothing more
+
+
+class _ClientGone(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """What every session of one app shares."""
+
+    settings: Settings
+    provider: ModelProvider
+    tools: Sequence[AgentTool]
+    services: ToolServices
+    registry: SessionRegistry
+
+
+class Session:
+    def __init__(self, websocket: WebSocket, context: SessionContext) -> None:
+        self.id = uuid.uuid4().hex
+        self.websocket = websocket
+        self.context = context
+        self.state = SessionState.CONNECTING
+        self.outcome: Outcome | None = None
+        limits = context.settings
+        self._audio: asyncio.Queue[bytes] = asyncio.Queue(limits.audio_queue_size)
+        self._text: asyncio.Queue[str] = asyncio.Queue(limits.text_queue_size)
+        self._cancel_scope: anyio.CancelScope | None = None
+
+    # lifecycle -------------------------------------------------------------
+
+    async def serve(self) -> None:
+        registry = self.context.registry
+        registry.add(self.id)
+        token = session_id_var.set(self.id)  # inherited by every task the session starts
+        started = time.monotonic()
+        try:
+            await self.websocket.accept()
+            await self._serve()
+        finally:
+            self.state = SessionState.CLOSED
+            registry.discard(self.id)
+            outcome = self.outcome
+            logger.info(
+                "session closed: reason=%s code=%s after %.1fs",
+                outcome.reason if outcome else "unknown",
+                outcome.close_code if outcome else "-",
+                time.monotonic() - started,
+            )
+            session_id_var.reset(token)
+
+    async def _serve(self) -> None:
+        settings = self.context.settings
+        try:
+            model = self.context.provider.build()
+        except Exception as exc:
+            logger.exception("model could not be built")
+            await self._close(Outcome("model_error", status.WS_1011_INTERNAL_ERROR, ModelError(str(exc))))
+            return
+        input_rate, output_rate = _model_rates(model, settings)
+        try:
+            options = parse_connect_options(dict(self.websocket.query_params), input_rate, output_rate)
+        except ProtocolError as exc:
+            await self._close(Outcome(exc.code, exc.close_code, exc))
+            return
+        agent = BidiAgent(model=model, tools=list(self.context.tools), system_prompt=settings.system_prompt)
+        await self._send(dumps(self._session_start(model, options, agent.tool_names)))
+        logger.info(
+            "session started: provider=%s model=%s rates in=%d out=%d audio=%s",
+            self.context.provider.name,
+            model.model_id,
+            options.input_sample_rate,
+            options.output_sample_rate,
+            options.audio,
+        )
+        try:
+            await agent.start(invocation_state={SERVICES_KEY: self.context.services, "session_id": self.id})
+        except Exception as exc:
+            logger.exception("model failed to start")
+            await self._stop_model(model)
+            await self._close(Outcome("model_error", status.WS_1011_INTERNAL_ERROR, ModelError(str(exc))))
+            return
+        self.state = SessionState.ACTIVE
+        try:
+            await self._run(agent, options, input_rate)
+        except Exception:
+            logger.exception("session failed")
+            self._finish(Outcome("internal_error", status.WS_1011_INTERNAL_ERROR, SessionError("internal error")))
+        finally:
+            self.state = SessionState.CLOSING
+            assert self.outcome is not None
+            with anyio.move_on_after(2 * settings.stop_timeout, shield=True):
+                await self._close(self.outcome)
+                await self._stop_agent(agent)
+
+    async def _run(self, agent: BidiAgent, options: ConnectOptions, model_input_rate: int) -> None:
+        settings = self.context.settings
+        parser = Parser(options.input_sample_rate, settings.max_message_bytes, settings.max_text_chars)
+        encoder = OutputEncoder(options.output_sample_rate, options.audio)
+        resampler = Resampler(options.input_sample_rate, model_input_rate)
+        async with anyio.create_task_group() as tasks:
+            self._cancel_scope = tasks.cancel_scope
+            tasks.start_soon(self._pump_audio, agent, resampler)
+            tasks.start_soon(self._pump_text, agent)
+            tasks.start_soon(self._relay, agent, encoder)
+            await self._read(parser)
+
+    def _finish(self, outcome: Outcome) -> None:
+        """The first outcome wins; it ends every task of the session."""
+        if self.outcome is None:
+            self.outcome = outcome
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    async def _close(self, outcome: Outcome) -> None:
+        self.outcome = self.outcome or outcome
+        if outcome.client_gone:
+            return
+        try:
+            if outcome.error is not None:
+                await self._send(dumps(outcome.error.to_wire()))
+            await self._send(dumps({"type": "connection_close", "reason": outcome.reason}))
+            await self.websocket.close(outcome.close_code)
+        except _ClientGone:
+            pass  # nothing left to tell a client that has already gone
+
+    async def _stop_agent(self, agent: BidiAgent) -> None:
+        with anyio.move_on_after(self.context.settings.stop_timeout) as scope:
+            try:
+                await agent.stop()
+            except RuntimeError as exc:  # strands collects stop failures into one RuntimeError
+                logger.warning("agent stop reported errors: %s", exc)
+        if scope.cancelled_caught:
+            logger.warning("agent did not stop within %.1fs", self.context.settings.stop_timeout)
+
+    async def _stop_model(self, model: BidiModel) -> None:
+        with anyio.move_on_after(self.context.settings.stop_timeout):
+            try:
+                await model.stop()
+            except Exception as exc:
+                logger.warning("model stop failed: %s", exc)
+
+    # the four tasks ------------------------------------------------------------
+
+    async def _read(self, parser: Parser) -> None:
+        try:
+            await self._read_frames(parser)
+        except _ClientGone as gone:
+            self._finish(Outcome(_disconnect_reason(gone.code), gone.code, client_gone=True))
+
+    async def _read_frames(self, parser: Parser) -> None:
+        receive = self.websocket.receive
+        audio, text = self._audio, self._text
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                code = message.get("code", status.WS_1005_NO_STATUS_RCVD)
+                self._finish(Outcome(_disconnect_reason(code), code, client_gone=True))
+                return
+            try:
+                data = message.get("bytes")
+                item = parser.binary(data) if data is not None else parser.text(message.get("text") or "")
+            except ProtocolError as exc:
+                if exc.fatal:
+                    self._finish(Outcome(exc.code, exc.close_code, exc))
+                    return
+                await self._send(dumps(exc.to_wire()))
+                continue
+            if isinstance(item, AudioIn):
+                await audio.put(item.pcm)
+            elif isinstance(item, TextIn):
+                await text.put(item.text)
+            elif isinstance(item, Ping):
+                await self._send(PONG)
+            elif isinstance(item, End):
+                await self._drain()
+                self._finish(Outcome("client_end"))
+                return
+
+    async def _drain(self) -> None:
+        """Let everything the client sent reach the model before the session ends."""
+        with anyio.move_on_after(self.context.settings.stop_timeout):
+            await self._audio.join()
+            await self._text.join()
+
+    async def _pump_audio(self, agent: BidiAgent, resampler: Resampler) -> None:
+        queue = self._audio
+        while True:
+            pcm = await queue.get()
+            try:
+                pcm = resampler(pcm)
+                if pcm:
+                    await self._to_model(agent, AudioDelta(format="pcm", source={"bytes": pcm}))
+            finally:
+                queue.task_done()
+
+    async def _pump_text(self, agent: BidiAgent) -> None:
+        queue = self._text
+        while True:
+            text = await queue.get()
+            try:
+                await self._to_model(agent, text)
+            finally:
+                queue.task_done()
+
+    async def _to_model(self, agent: BidiAgent, item: Any) -> None:
+        try:
+            await agent.send(item)
+        except Exception as exc:
+            self._model_failed(exc)
+
+    async def _relay(self, agent: BidiAgent, encoder: OutputEncoder) -> None:
+        encode, send = encoder.encode, self._send
+        try:
+            async for event in agent.receive():
+                for frame in encode(event):
+                    await send(frame)
+                if event.get("type") == "bidi_connection_stop":
+                    self._finish(Outcome("model_stop"))
+                    return
+        except _ClientGone as gone:
+            self._finish(Outcome(_disconnect_reason(gone.code), gone.code, client_gone=True))
+            return
+        except Exception as exc:
+            self._model_failed(exc)
+            return
+        # receive() ends only after a connection stop; reaching here means the model quit.
+        self._finish(Outcome("model_stop"))
+
+    def _model_failed(self, exc: BaseException) -> None:
+        # Logged once here; the session's cancel scope then ends every task.
+        if self.outcome is not None:  # already ending; a follow-on failure is noise
+            logger.debug("model error while closing: %s", _describe(exc))
+            return
+        logger.error("model failed: %s", _describe(exc))
+        self._finish(Outcome("model_error", status.WS_1011_INTERNAL_ERROR, ModelError(_describe(exc))))
+
+    # socket ------------------------------------------------------------------
+
+    async def _send(self, frame: Frame) -> None:
+        try:
+            if isinstance(frame, str):
+                await self.websocket.send_text(frame)
+            else:
+                await self.websocket.send_bytes(frame)
+        except WebSocketDisconnect as exc:
+            raise _ClientGone(exc.code) from None
+        # RuntimeError: starlette's "already closed"; the others: the server's stream is gone.
+        except (RuntimeError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise _ClientGone(status.WS_1006_ABNORMAL_CLOSURE) from None
+
+    def _session_start(self, model: BidiModel, options: ConnectOptions, tool_names: list[str]) -> dict[str, Any]:
+        return {
+            "type": "session_start",
+            "session_id": self.id,
+            "protocol": PROTOCOL_VERSION,
+            "provider": self.context.provider.name,
+            "model": model.model_id,
+            "input_sample_rate": options.input_sample_rate,
+            "output_sample_rate": options.output_sample_rate,
+            "audio_format": AUDIO_FORMAT,
+            "audio_encoding": options.audio.value,
+            "channels": 1,
+            "tools": sorted(tool_names),
+        }
+
+
+def _model_rates(model: BidiModel, settings: Settings) -> tuple[int, int]:
+    if isinstance(model, AudioCapable):
+        config = model.get_audio_config()
+        return config["input"]["sample_rate"], config["output"]["sample_rate"]
+    return settings.input_sample_rate, settings.output_sample_rate
+
+
+def _disconnect_reason(code: int) -> str:
+    if code == status.WS_1012_SERVICE_RESTART:
+        return "server_shutdown"
+    return "client_disconnect"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

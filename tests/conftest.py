@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from app.config import Settings
+from app.main import create_app
+from app.plugins import load_tools
+from tests.support import ScriptedProvider
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS_DIR = ROOT / "tools"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def settings_factory() -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        return Settings(tools_dir=TOOLS_DIR).with_overrides(**overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def shipped_tools() -> list[Any]:
+    return load_tools(TOOLS_DIR)
+
+
+@pytest.fixture
+def scripted() -> ScriptedProvider:
+    return ScriptedProvider()
+
+
+@pytest.fixture
+async def app_factory(
+    settings_factory: Callable[..., Settings], shipped_tools: list[Any]
+) -> AsyncIterator[Callable[..., Starlette]]:
+    made: list[Starlette] = []
+
+    def make(
+        provider: ScriptedProvider | None = None,
+        settings: Settings | None = None,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        **setting_overrides: Any,
+    ) -> Starlette:
+        app = create_app(
+            settings or settings_factory(**setting_overrides),
+            provider=provider.provider() if provider is not None else None,
+            tools=shipped_tools,
+            http_transport=http_transport,
+        )
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:  # lifespan does not run under the ASGI WebSocket transport
+        await app.state.context.services.http.aclose()
+
+
+@pytest.fixture
+def app(app_factory: Callable[..., Starlette], scripted: ScriptedProvider) -> Iterator[Starlette]:
+    yield app_factory(scripted)
