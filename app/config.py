@@ -10,16 +10,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.config import Config
 from starlette.datastructures import Secret
 
 from app.errors import ConfigError
-
-T = TypeVar("T")
 
 PROVIDERS = ("echo", "nova_sonic")
 # Rates a model may run at (Nova Sonic accepts exactly these three).
@@ -42,7 +40,7 @@ class Settings:
         "use the tools you have when they help."
     )
     tools_dir: Path = Path("tools")
-    weather_api_key: Secret = field(default_factory=lambda: Secret(""))
+    weather_api_key: Secret = Secret("")  # noqa: RUF009 - immutable; a shared default keeps equality
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080
@@ -58,13 +56,13 @@ class Settings:
         return replace(self, **changes)
 
 
-def _choice(allowed: tuple[T, ...], cast: Callable[[str], T]) -> Callable[[str, str], T]:
+def _choice[T](allowed: tuple[T, ...], cast: Callable[[str], T]) -> Callable[[str, str], T]:
     def parse(key: str, raw: str) -> T:
         try:
-            value = cast(raw)
+            value: T | None = cast(raw)
         except ValueError:
-            value = None  # type: ignore[assignment]
-        if value not in allowed:
+            value = None
+        if value is None or value not in allowed:
             names = ", ".join(str(a) for a in allowed)
             raise ConfigError(f"{key}={raw!r} is not valid; allowed values: {names}")
         return value
@@ -72,13 +70,15 @@ def _choice(allowed: tuple[T, ...], cast: Callable[[str], T]) -> Callable[[str, 
     return parse
 
 
-def _number(cast: Callable[[str], T], minimum: float, maximum: float) -> Callable[[str, str], T]:
-    def parse(key: str, raw: str) -> T:
+def _number[N: (int, float)](
+    cast: Callable[[str], N], minimum: float, maximum: float
+) -> Callable[[str, str], N]:
+    def parse(key: str, raw: str) -> N:
         try:
-            value = cast(raw)
+            value: N | None = cast(raw)
         except ValueError:
-            value = None  # type: ignore[assignment]
-        if value is None or not (minimum <= value <= maximum):  # type: ignore[operator]
+            value = None
+        if value is None or not (minimum <= value <= maximum):
             raise ConfigError(f"{key}={raw!r} is not valid; expected a number from {minimum} to {maximum}")
         return value
 

@@ -103,7 +103,11 @@ class OutputEncoder:
     # lifecycle ---------------------------------------------------------------
 
     def _connection_start(self, event: Mapping[str, Any]) -> Sequence[Frame]:
-        return (dumps({"type": "connection_start", "connection_id": event["connection_id"], "model": event["model"]}),)
+        return (
+            dumps(
+                {"type": "connection_start", "connection_id": event["connection_id"], "model": event["model"]}
+            ),
+        )
 
     def _response_start(self, event: Mapping[str, Any]) -> Sequence[Frame]:
         return (dumps({"type": "response_start", "response_id": event["response_id"]}),)
@@ -133,7 +137,13 @@ class OutputEncoder:
         content_id = event["content_id"]
         parts = self._partials.setdefault(content_id, [])
         parts.append(event["delta"])
-        message = {"type": kind, "role": role, "text": "".join(parts), "final": False, "content_id": content_id}
+        message = {
+            "type": kind,
+            "role": role,
+            "text": "".join(parts),
+            "final": False,
+            "content_id": content_id,
+        }
         return (dumps(message),)
 
     def _final(self, kind: str, role: str, text: str, event: Mapping[str, Any]) -> Sequence[Frame]:
@@ -159,7 +169,12 @@ class OutputEncoder:
         frames = []
         for use in event["tool_uses"]:
             self._tool_names[use["toolUseId"]] = use["name"]
-            message = {"type": "tool_use", "tool_use_id": use["toolUseId"], "name": use["name"], "input": use["input"]}
+            message = {
+                "type": "tool_use",
+                "tool_use_id": use["toolUseId"],
+                "name": use["name"],
+                "input": use["input"],
+            }
             frames.append(dumps(message))
         return frames
 

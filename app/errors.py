@@ -1,11 +1,11 @@
 """The service's exceptions. Each one that reaches a client knows its wire code and close code.
 
-    VoiceAgentError
-    ├── ConfigError        bad setting; stops startup
-    ├── PluginError        a tool plugin failed to load; stops startup
-    └── SessionError       ends up as an `error` event on the wire
-        ├── ProtocolError  a bad client frame (fatal only for oversized or unusable input)
-        └── ModelError     the model failed; fatal, close 1011
+VoiceAgentError
+├── ConfigError        bad setting; stops startup
+├── PluginError        a tool plugin failed to load; stops startup
+└── SessionError       ends up as an `error` event on the wire
+    ├── ProtocolError  a bad client frame (fatal only for oversized or unusable input)
+    └── ModelError     the model failed; fatal, close 1011
 """
 
 from __future__ import annotations

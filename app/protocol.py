@@ -98,9 +98,7 @@ def check_pcm(pcm: bytes) -> None:
     if not pcm:
         raise ProtocolError("empty_audio", "audio frame has no samples")
     if len(pcm) % 2:
-        raise ProtocolError(
-            "odd_byte_count", f"PCM16 audio needs an even number of bytes, got {len(pcm)}"
-        )
+        raise ProtocolError("odd_byte_count", f"PCM16 audio needs an even number of bytes, got {len(pcm)}")
 
 
 class Parser:

@@ -35,8 +35,8 @@ from strands.types.tools import AgentTool
 from app.audio import Resampler
 from app.config import Settings
 from app.encoder import Frame, OutputEncoder, dumps
-from app.logs import session_id_var
 from app.errors import ModelError, ProtocolError, SessionError
+from app.logs import session_id_var
 from app.models import ModelProvider
 from app.plugins import SERVICES_KEY, ToolServices
 from app.protocol import (
@@ -158,7 +158,9 @@ class Session:
             await self._run(agent, options, input_rate)
         except Exception:
             logger.exception("session failed")
-            self._finish(Outcome("internal_error", status.WS_1011_INTERNAL_ERROR, SessionError("internal error")))
+            self._finish(
+                Outcome("internal_error", status.WS_1011_INTERNAL_ERROR, SessionError("internal error"))
+            )
         finally:
             self.state = SessionState.CLOSING
             assert self.outcome is not None
@@ -322,7 +324,9 @@ class Session:
         except (RuntimeError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise _ClientGone(status.WS_1006_ABNORMAL_CLOSURE) from None
 
-    def _session_start(self, model: BidiModel, options: ConnectOptions, tool_names: list[str]) -> dict[str, Any]:
+    def _session_start(
+        self, model: BidiModel, options: ConnectOptions, tool_names: list[str]
+    ) -> dict[str, Any]:
         return {
             "type": "session_start",
             "session_id": self.id,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,20 @@ from tests.support import ScriptedProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS_DIR = ROOT / "tools"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_cloud_credentials(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never reach AWS: no credentials, and no instance-metadata lookups."""
+    absent = str(tmp_path_factory.mktemp("aws") / "absent")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("AWS_"):
+                patch.delenv(name)
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        patch.setenv("AWS_CONFIG_FILE", absent)
+        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", absent)
+        yield
 
 
 @pytest.fixture
@@ -67,5 +82,5 @@ async def app_factory(
 
 
 @pytest.fixture
-def app(app_factory: Callable[..., Starlette], scripted: ScriptedProvider) -> Iterator[Starlette]:
-    yield app_factory(scripted)
+def app(app_factory: Callable[..., Starlette], scripted: ScriptedProvider) -> Starlette:
+    return app_factory(scripted)

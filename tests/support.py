@@ -2,6 +2,7 @@
 
 `ScriptedModel` is a real BidiModel subclass driven through the real `BidiAgent` loop:
 - text "calculate EXPR" asks for the calculator tool, then says the result aloud;
+- text "use NAME {json}" asks for any tool with that input;
 - text "fail" makes receive() raise (a model failure);
 - text "stream" starts a reply that keeps producing audio until stopped;
 - any other text is answered with "You said: TEXT" (transcript and audio);
@@ -73,9 +74,14 @@ class ScriptedModel(BidiModel):
 
     def get_audio_config(self) -> Any:
         pcm = {"channels": 1, "format": "pcm"}
-        return {"input": {"sample_rate": self.input_rate, **pcm}, "output": {"sample_rate": self.output_rate, **pcm}}
+        return {
+            "input": {"sample_rate": self.input_rate, **pcm},
+            "output": {"sample_rate": self.output_rate, **pcm},
+        }
 
-    async def start(self, system_prompt: Any = None, tools: Any = None, messages: Any = None, **kw: Any) -> None:
+    async def start(
+        self, system_prompt: Any = None, tools: Any = None, messages: Any = None, **kw: Any
+    ) -> None:
         self._queue = asyncio.Queue()
         self.started.set()
 
@@ -114,16 +120,23 @@ class ScriptedModel(BidiModel):
             self._queue.put_nowait(RuntimeError("scripted model failure"))
         elif text == "stream":
             self._streamer = asyncio.create_task(self._stream())
-        elif text.startswith("calculate "):
+        elif text.startswith(("calculate ", "use ")):
             rid = uuid.uuid4().hex
-            tool_use = {"toolUseId": f"t-{rid[:8]}", "name": "calculator", "input": {"expression": text[10:]}}
+            if text.startswith("calculate "):
+                name, tool_input = "calculator", {"expression": text[10:]}
+            else:
+                name, _, raw = text[4:].partition(" ")
+                tool_input = json.loads(raw)
+            tool_use = {"toolUseId": f"t-{rid[:8]}", "name": name, "input": tool_input}
             self._queue.put_nowait(BidiResponseStartEvent(rid))
             self._queue.put_nowait(BidiToolUseBlocksEvent([tool_use]))  # type: ignore[list-item]
             self._queue.put_nowait(BidiResponseStopEvent(rid))
         else:
             self._say(f"You said: {text}", tone(1600))
 
-    def _say(self, text: str | None, pcm: bytes, transcript_role: str = "assistant", transcript: str = "") -> None:
+    def _say(
+        self, text: str | None, pcm: bytes, transcript_role: str = "assistant", transcript: str = ""
+    ) -> None:
         assert self._queue is not None
         q, rid, cid = self._queue, uuid.uuid4().hex, uuid.uuid4().hex
         q.put_nowait(BidiResponseStartEvent(rid))
@@ -187,7 +200,9 @@ async def receive_json(ws: AsyncWebSocketSession, timeout: float = 5.0) -> dict[
     return decoded
 
 
-async def receive_until(ws: AsyncWebSocketSession, kind: str, timeout: float = 5.0, **match: Any) -> list[Any]:
+async def receive_until(
+    ws: AsyncWebSocketSession, kind: str, timeout: float = 5.0, **match: Any
+) -> list[Any]:
     """Messages up to and including the first of `type` `kind` (and matching fields).
     Binary frames appear in the list as bytes."""
     seen: list[Any] = []
@@ -197,7 +212,11 @@ async def receive_until(ws: AsyncWebSocketSession, kind: str, timeout: float = 5
             data = getattr(event, "data", None)
             item = json.loads(data) if isinstance(data, str) else data
             seen.append(item)
-            if isinstance(item, dict) and item.get("type") == kind and all(item.get(k) == v for k, v in match.items()):
+            if (
+                isinstance(item, dict)
+                and item.get("type") == kind
+                and all(item.get(k) == v for k, v in match.items())
+            ):
                 return seen
 
 

@@ -11,7 +11,6 @@ import ast
 import math
 import operator
 from collections.abc import Callable
-from typing import Any
 
 from strands import tool
 
@@ -39,12 +38,11 @@ def _check(value: Number) -> Number:
 def _power(base: Number, exponent: Number) -> Number:
     if base == 0 and exponent < 0:
         raise CalculationError("division by zero")
-    if abs(base) > 1 and abs(exponent) > 1:
-        # Estimate the size of the result before computing it.
-        if abs(exponent) * math.log2(abs(base)) > MAX_INT_BITS:
-            if exponent > 0:
-                raise CalculationError("the result is too large")
-            return 0.0
+    # Estimate the size of the result before computing it.
+    if abs(base) > 1 and abs(exponent) > 1 and abs(exponent) * math.log2(abs(base)) > MAX_INT_BITS:
+        if exponent > 0:
+            raise CalculationError("the result is too large")
+        return 0.0
     result = base**exponent
     if isinstance(result, complex):
         raise CalculationError("the result is not a real number")
@@ -131,7 +129,9 @@ def _eval(node: ast.AST) -> Number:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
         fn = _FUNCTIONS.get(node.func.id)
         if fn is None:
-            raise CalculationError(f"unknown function {node.func.id!r}; known: {', '.join(sorted(_FUNCTIONS))}")
+            raise CalculationError(
+                f"unknown function {node.func.id!r}; known: {', '.join(sorted(_FUNCTIONS))}"
+            )
         args = [_eval(arg) for arg in node.args]
         try:
             return _check(fn(*args))

@@ -51,5 +51,7 @@ def provider_from_settings(settings: Settings) -> ModelProvider:
         factory = _FACTORIES[settings.model_provider]
     except KeyError:
         allowed = ", ".join(_FACTORIES)
-        raise ConfigError(f"MODEL_PROVIDER={settings.model_provider!r} is not valid; allowed values: {allowed}")
+        raise ConfigError(
+            f"MODEL_PROVIDER={settings.model_provider!r} is not valid; allowed values: {allowed}"
+        ) from None
     return factory(settings)

@@ -177,7 +177,9 @@ class EchoModel(BidiModel):
         response_id, tool_use_id = _new_id(), f"tooluse_{_new_id()[:16]}"
         self._tool_names[tool_use_id] = name
         await events.put(BidiResponseStartEvent(response_id))
-        await events.put(BidiToolUseBlocksEvent([{"toolUseId": tool_use_id, "name": name, "input": tool_input}]))
+        await events.put(
+            BidiToolUseBlocksEvent([{"toolUseId": tool_use_id, "name": name, "input": tool_input}])
+        )
         await events.put(BidiResponseStopEvent(response_id))
 
     async def _say_tool_result(self, events: asyncio.Queue[Any], result: ToolResultBlock) -> None:

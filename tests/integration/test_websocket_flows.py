@@ -63,7 +63,8 @@ def session_tasks() -> set[asyncio.Task[Any]]:
 async def assert_no_session_tasks(timeout: float = 2.0) -> None:
     with anyio.fail_after(timeout):
         while session_tasks():
-            await asyncio.sleep(0)  # let cancelled tasks finish; bounded by the deadline
+            # A bare yield, not a timed sleep: lets cancelled tasks run to their end.
+            await anyio.lowlevel.checkpoint()
 
 
 class TestWebSocketConnection:
@@ -143,7 +144,9 @@ class TestTextMessageFlows:
             seen = await receive_until(ws, "transcript", final=True)
         assert seen[-1]["text"] == "You said: short"
 
-    async def test_several_texts_in_sequence_each_answered(self, app: Starlette, scripted: ScriptedProvider) -> None:
+    async def test_several_texts_in_sequence_each_answered(
+        self, app: Starlette, scripted: ScriptedProvider
+    ) -> None:
         words = ["one", "two", "three", "four"]
         async with connect(app) as ws:
             await start(ws)
@@ -165,7 +168,11 @@ class TestAudioMessageFlows:
             seen = await receive_until(ws, "response_complete")
         audio = of_type(seen, "audio")
         assert base64.b64decode(audio[0]["audio"]) == pcm
-        assert of_type(seen, "transcript")[-1] == {**of_type(seen, "transcript")[-1], "role": "user", "final": True}
+        assert of_type(seen, "transcript")[-1] == {
+            **of_type(seen, "transcript")[-1],
+            "role": "user",
+            "final": True,
+        }
         assert bytes(scripted.model.audio_in) == pcm
 
     async def test_many_chunks_binary_and_base64_arrive_in_order(
@@ -183,10 +190,17 @@ class TestAudioMessageFlows:
             await expect_close(ws)
         assert bytes(scripted.model.audio_in) == b"".join(chunks)
 
-    async def test_base64_audio_with_explicit_fields(self, app: Starlette, scripted: ScriptedProvider) -> None:
+    async def test_base64_audio_with_explicit_fields(
+        self, app: Starlette, scripted: ScriptedProvider
+    ) -> None:
         pcm = tone(160)
-        message = {"type": "audio", "audio": base64.b64encode(pcm).decode(), "sample_rate": 16000,
-                   "format": "pcm16", "channels": 1}  # fmt: skip
+        message = {
+            "type": "audio",
+            "audio": base64.b64encode(pcm).decode(),
+            "sample_rate": 16000,
+            "format": "pcm16",
+            "channels": 1,
+        }
         async with connect(app) as ws:
             await start(ws)
             await ws.send_text(json.dumps(message))
@@ -250,10 +264,17 @@ class TestErrorHandling:
             pytest.param('{"type": "audio", "audio": "%%%"}', "invalid_base64", id="bad-base64"),
             pytest.param('{"type": "audio", "audio": "AA=="}', "odd_byte_count", id="odd-bytes-base64"),
             pytest.param(b"\x00\x01\x02", "odd_byte_count", id="odd-bytes-binary"),
-            pytest.param('{"type": "audio", "audio": "AAAA", "sample_rate": 44100}', "unsupported_sample_rate",
-                         id="rate-mismatch"),  # fmt: skip
-            pytest.param('{"type": "audio", "audio": "AAAA", "format": "opus"}', "unsupported_format", id="format"),
-            pytest.param('{"type": "audio", "audio": "AAAA", "channels": 2}', "unsupported_format", id="stereo"),
+            pytest.param(
+                '{"type": "audio", "audio": "AAAA", "sample_rate": 44100}',
+                "unsupported_sample_rate",
+                id="rate-mismatch",
+            ),
+            pytest.param(
+                '{"type": "audio", "audio": "AAAA", "format": "opus"}', "unsupported_format", id="format"
+            ),
+            pytest.param(
+                '{"type": "audio", "audio": "AAAA", "channels": 2}', "unsupported_format", id="stereo"
+            ),
             pytest.param('{"type": "audio", "audio": ""}', "empty_audio", id="empty-audio"),
             pytest.param('{"type": "text", "text": "   "}', "empty_text", id="empty-text"),
             pytest.param('{"type": "text", "text": 5}', "invalid_message", id="text-not-string"),
@@ -388,8 +409,13 @@ class TestToolUsageFlows:
         assert tool_use["name"] == "calculator"
         assert tool_use["input"] == {"expression": "12*7"}
         result = of_type(seen, "tool_result")[0]
-        assert result == {"type": "tool_result", "tool_use_id": tool_use["tool_use_id"], "name": "calculator",
-                          "status": "success", "content": "84"}  # fmt: skip
+        assert result == {
+            "type": "tool_result",
+            "tool_use_id": tool_use["tool_use_id"],
+            "name": "calculator",
+            "status": "success",
+            "content": "84",
+        }
         assert seen[-1]["text"] == "The answer is 84."
         assert of_type(rest, "audio")
         assert scripted.model.tool_results[0].content == [{"text": "84"}]

@@ -1,0 +1,124 @@
+"""End to end against a real uvicorn on a free loopback port, and `python -m app` itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+from httpx_ws import aconnect_ws
+from starlette.applications import Starlette
+
+from tests.integration.test_websocket_flows import expect_close, start
+from tests.support import receive_until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)  # connections wait in the backlog until uvicorn accepts: no start-up race
+    return sock
+
+
+@asynccontextmanager
+async def run_server(app: Starlette) -> AsyncIterator[tuple[uvicorn.Server, int]]:
+    sock = listening_socket()
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(server.serve, [sock])
+        try:
+            yield server, sock.getsockname()[1]
+        finally:
+            server.should_exit = True
+    sock.close()
+
+
+async def test_text_round_trip_then_shutdown_closes_with_1012(app_factory: Callable[..., Starlette]) -> None:
+    app = app_factory(None, model_provider="echo")
+    async with (
+        run_server(app) as (server, port),
+        httpx.AsyncClient() as client,
+        aconnect_ws(f"ws://127.0.0.1:{port}/ws", client) as ws,
+    ):
+        info = await start(ws)
+        assert info["provider"] == "echo"
+        await ws.send_text(json.dumps({"type": "text", "text": "over the wire"}))
+        seen = await receive_until(ws, "transcript", final=True)
+        assert seen[-1]["text"] == "over the wire"
+        health = await client.get(f"http://127.0.0.1:{port}/ping")
+        assert health.json()["status"] == "HealthyBusy"
+        server.should_exit = True
+        _, code = await expect_close(ws)
+    assert code == 1012
+    with anyio.fail_after(2):
+        await app.state.context.registry.wait_idle()
+
+
+@contextmanager
+def serve_subprocess(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_python_m_app_serves_ws_and_health() -> None:
+    port = free_port()
+    with serve_subprocess({"PORT": str(port), "MODEL_PROVIDER": "echo", "LOG_LEVEL": "INFO"}) as process:
+        assert process.stderr is not None
+        with anyio.fail_after(30):  # wait for uvicorn's own readiness line
+            while "Application startup complete" not in (
+                line := await anyio.to_thread.run_sync(process.stderr.readline)
+            ):
+                assert line, "server exited before it was ready"
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/health")).json()["status"] == "ok"
+            async with aconnect_ws(f"ws://127.0.0.1:{port}/ws", client) as ws:
+                await start(ws)
+                await ws.send_text(json.dumps({"text": '/tool calculator {"expression": "12*7"}'}))
+                seen = await receive_until(ws, "transcript", final=True)
+        assert seen[-1]["text"] == "calculator says: 84"
+
+
+def test_python_m_app_refuses_bad_settings_with_a_clear_message() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env={**os.environ, "MODEL_PROVIDER": "gpt5"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "MODEL_PROVIDER='gpt5' is not valid; allowed values: echo, nova_sonic" in result.stderr
