@@ -50,6 +50,7 @@ class Settings:
     max_message_bytes: int = 1_048_576
     max_text_chars: int = 8_000
     stop_timeout: float = 2.0
+    input_stall_timeout: float = 10.0
     tool_http_timeout: float = 5.0
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -109,6 +110,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_message_bytes": _number(int, 1024, 64 * 1024 * 1024),
     "max_text_chars": _number(int, 1, 1_000_000),
     "stop_timeout": _number(float, 0.1, 60.0),
+    "input_stall_timeout": _number(float, 0.1, 3600.0),
     "tool_http_timeout": _number(float, 0.1, 120.0),
 }
 

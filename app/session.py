@@ -10,7 +10,9 @@ stopped under a deadline, and the socket is closed with the outcome's code.
 
 Queue policy: both input queues are bounded (AUDIO_QUEUE_SIZE, TEXT_QUEUE_SIZE). When
 one is full the reader waits, so a model that cannot keep up slows the reading of the
-socket (TCP backpressure) instead of buffering without limit or dropping input.
+socket (TCP backpressure) instead of buffering without limit or dropping input. A model
+that takes nothing for INPUT_STALL_TIMEOUT seconds ends the session (`input_stalled`,
+close 1013) rather than holding a connection whose client may be long gone.
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ class Outcome:
 class _ClientGone(Exception):
     def __init__(self, code: int) -> None:
         self.code = code
+
+
+class _InputStalled(Exception):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +229,10 @@ class Session:
             await self._read_frames(parser)
         except _ClientGone as gone:
             self._finish(Outcome(_disconnect_reason(gone.code), gone.code, client_gone=True))
+        except _InputStalled as stalled:
+            logger.warning("model took no input for %.1fs; closing", stalled.seconds)
+            error = SessionError(f"the model took no input for {stalled.seconds:g} s", code="input_stalled")
+            self._finish(Outcome("input_stalled", status.WS_1013_TRY_AGAIN_LATER, error))
 
     async def _read_frames(self, parser: Parser) -> None:
         receive = self.websocket.receive
@@ -242,15 +253,27 @@ class Session:
                 await self._send(dumps(exc.to_wire()))
                 continue
             if isinstance(item, AudioIn):
-                await audio.put(item.pcm)
+                await self._enqueue(audio, item.pcm)
             elif isinstance(item, TextIn):
-                await text.put(item.text)
+                await self._enqueue(text, item.text)
             elif isinstance(item, Ping):
                 await self._send(PONG)
             elif isinstance(item, End):
                 await self._drain()
                 self._finish(Outcome("client_end"))
                 return
+
+    async def _enqueue[T](self, queue: asyncio.Queue[T], item: T) -> None:
+        if not queue.full():
+            queue.put_nowait(item)
+            return
+        # Backpressure: stop reading the socket until the model takes input again, but
+        # not forever: a model that stalls must not hold a dead connection open.
+        stall = self.context.settings.input_stall_timeout
+        with anyio.move_on_after(stall):
+            await queue.put(item)
+            return
+        raise _InputStalled(stall)
 
     async def _drain(self) -> None:
         """Let everything the client sent reach the model before the session ends."""

@@ -4,6 +4,7 @@
 - text "calculate EXPR" asks for the calculator tool, then says the result aloud;
 - text "use NAME {json}" asks for any tool with that input;
 - text "fail" makes receive() raise (a model failure);
+- text "hang" answers, then never takes audio again (a stalled model);
 - text "stream" starts a reply that keeps producing audio until stopped;
 - any other text is answered with "You said: TEXT" (transcript and audio);
 - audio is recorded and answered with a user transcript and the same audio.
@@ -63,6 +64,7 @@ class ScriptedModel(BidiModel):
         self.started = asyncio.Event()
         self.stopped = asyncio.Event()
         self.stop_calls = 0
+        self.hang = False
         self._queue: asyncio.Queue[Any] | None = None
         self._streamer: asyncio.Task[None] | None = None
 
@@ -104,6 +106,8 @@ class ScriptedModel(BidiModel):
     async def send(self, content: BidiMessage | BidiContentDelta) -> None:
         assert self._queue is not None
         if isinstance(content, AudioDelta):
+            if self.hang:
+                await asyncio.Event().wait()  # never takes this audio; cancelled at stop
             pcm = content.source["bytes"]
             self.audio_in += pcm
             self._say(None, pcm, transcript_role="user", transcript=f"{len(pcm)} bytes")
@@ -116,7 +120,10 @@ class ScriptedModel(BidiModel):
             return
         text = " ".join(b.text for b in content.content if isinstance(b, TextBlock))
         self.texts.append(text)
-        if text == "fail":
+        if text == "hang":
+            self.hang = True
+            self._say("hanging", b"")
+        elif text == "fail":
             self._queue.put_nowait(RuntimeError("scripted model failure"))
         elif text == "stream":
             self._streamer = asyncio.create_task(self._stream())

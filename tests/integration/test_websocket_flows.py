@@ -315,6 +315,23 @@ class TestErrorHandling:
         assert of_type(seen, "error")[-1]["fatal"] is True
         assert len(scripted.model.audio_in) == 640
 
+    async def test_stalled_model_ends_session_with_1013(
+        self, app_factory: Callable[..., Starlette], scripted: ScriptedProvider
+    ) -> None:
+        app = app_factory(scripted, audio_queue_size=2, input_stall_timeout=0.2)
+        async with connect(app) as ws:
+            await start(ws)
+            await ws.send_text('{"type":"text","text":"hang"}')
+            await receive_until(ws, "response_complete")
+            for _ in range(6):  # 1 taken by the stuck model, 2 queued, then the reader waits
+                await ws.send_bytes(tone(320))
+            seen, code = await expect_close(ws)
+        assert code == 1013
+        error = of_type(seen, "error")[0]
+        assert (error["code"], error["fatal"]) == ("input_stalled", True)
+        await wait_closed(app)
+        await assert_no_session_tasks()
+
     async def test_model_error_reaches_client_before_close_1011(
         self, app: Starlette, scripted: ScriptedProvider
     ) -> None:
