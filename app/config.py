@@ -19,7 +19,8 @@ from starlette.datastructures import Secret
 
 from app.errors import ConfigError
 
-PROVIDERS = ("echo", "nova_sonic")
+PROVIDERS = ("local", "echo", "nova_sonic")
+BRAINS = ("rules", "text_model")
 # Rates a model may run at (Nova Sonic accepts exactly these three).
 MODEL_SAMPLE_RATES = (8000, 16000, 24000)
 # Rates a client may use; the session resamples between these and the model's.
@@ -29,7 +30,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    model_provider: str = "echo"
+    model_provider: str = "local"
     model_id: str = ""  # empty: the provider's default
     aws_region: str = "us-east-1"
     voice: str = "matthew"
@@ -52,6 +53,14 @@ class Settings:
     stop_timeout: float = 2.0
     input_stall_timeout: float = 10.0
     tool_http_timeout: float = 5.0
+    # The offline `local` model.
+    local_brain: str = "rules"
+    local_text_model: str = ""
+    local_text_model_api_key: Secret = Secret("")  # noqa: RUF009 - immutable; a shared default keeps equality
+    end_of_speech_ms: int = 500
+    local_speech_rate: int = 165
+    local_asr_decoders: int = 2
+    local_audio_lead_ms: int = 1000
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -112,6 +121,13 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "stop_timeout": _number(float, 0.1, 60.0),
     "input_stall_timeout": _number(float, 0.1, 3600.0),
     "tool_http_timeout": _number(float, 0.1, 120.0),
+    "local_brain": _choice(BRAINS, str.lower),
+    "local_text_model": lambda key, raw: raw.strip(),
+    "local_text_model_api_key": lambda key, raw: Secret(raw),
+    "end_of_speech_ms": _number(int, 100, 5000),
+    "local_speech_rate": _number(int, 80, 450),
+    "local_asr_decoders": _number(int, 1, 64),
+    "local_audio_lead_ms": _number(int, 100, 10000),
 }
 
 

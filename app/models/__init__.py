@@ -34,6 +34,12 @@ def _echo(settings: Settings) -> ModelProvider:
     return ModelProvider("echo", build)
 
 
+def _local(settings: Settings) -> ModelProvider:
+    from app.models.local import local_provider
+
+    return local_provider(settings)
+
+
 def _nova_sonic(settings: Settings) -> ModelProvider:
     from app.models.nova_sonic import nova_sonic_provider
 
@@ -41,6 +47,7 @@ def _nova_sonic(settings: Settings) -> ModelProvider:
 
 
 _FACTORIES: dict[str, Callable[[Settings], ModelProvider]] = {
+    "local": _local,
     "echo": _echo,
     "nova_sonic": _nova_sonic,
 }

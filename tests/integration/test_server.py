@@ -121,4 +121,4 @@ def test_python_m_app_refuses_bad_settings_with_a_clear_message() -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "MODEL_PROVIDER='gpt5' is not valid; allowed values: echo, nova_sonic" in result.stderr
+    assert "MODEL_PROVIDER='gpt5' is not valid; allowed values: local, echo, nova_sonic" in result.stderr

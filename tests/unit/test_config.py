@@ -11,7 +11,7 @@ from app.errors import ConfigError
 def test_defaults_without_environment() -> None:
     settings = load_settings({}, env_file=None)
     assert settings == Settings()
-    assert settings.model_provider == "echo"
+    assert settings.model_provider == "local"
     assert (settings.input_sample_rate, settings.output_sample_rate) == (16000, 24000)
     assert (settings.host, settings.port) == ("127.0.0.1", 8080)
     assert settings.tools_dir == Path("tools")
@@ -56,7 +56,7 @@ def test_missing_env_file_is_fine(tmp_path: Path) -> None:
         pytest.param(
             "MODEL_PROVIDER",
             "gpt",
-            "MODEL_PROVIDER='gpt' is not valid; allowed values: echo, nova_sonic",
+            "MODEL_PROVIDER='gpt' is not valid; allowed values: local, echo, nova_sonic",
             id="provider",
         ),
         pytest.param("INPUT_SAMPLE_RATE", "44100", "allowed values: 8000, 16000, 24000", id="input-rate"),

@@ -1,0 +1,429 @@
+"""`LocalModel`: an offline speech-to-speech BidiModel that behaves on the wire like Nova Sonic.
+
+    audio in ─> resample to 16 kHz ─> Endpointer ─> Recognizer ─> user transcript
+                                                       │ final text
+    text in ──────────────────────────────────────────┴─> Brain ─> tool calls (agent loop)
+                                                                └─> sentences ─> Synthesizer ─> audio out
+
+Each stage is its own module and can be replaced. Two tasks, both owned by the model and
+cancelled by `stop()`: the listener (endpointing and recognition, in threads) and the
+current response (brain, synthesis, paced audio). Audio is sent at most `audio_lead_s`
+ahead of the playback it implies, so the server knows what the client is still playing:
+when the user starts speaking while a reply is being produced or played, the reply is
+cut off (`BidiBargeInEvent`, then the open streams are closed, as Nova Sonic does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from typing import Any, Final
+
+from strands.bidi.models import BidiModel
+from strands.bidi.models.configs import AudioConfig
+from strands.bidi.types import AudioDelta, BidiContentDelta, BidiMessage
+from strands.bidi.types.events import (
+    BidiAudioDeltaEvent,
+    BidiAudioStartEvent,
+    BidiAudioStopEvent,
+    BidiBargeInEvent,
+    BidiConnectionStartEvent,
+    BidiOutputEvent,
+    BidiResponseStartEvent,
+    BidiResponseStopEvent,
+    BidiToolUseBlocksEvent,
+    BidiTranscriptDeltaEvent,
+    BidiTranscriptStartEvent,
+    BidiTranscriptStopEvent,
+)
+from strands.types.content import Message, Messages, TextBlock
+from strands.types.tools import ToolResultBlock, ToolSpec, ToolUse
+
+from app.audio import Resampler
+from app.models.local.brain import Brain, CallTool, Say
+from app.models.local.endpointer import SAMPLE_RATE as ASR_RATE
+from app.models.local.endpointer import Endpointer, Mark
+from app.models.local.recognizer import Recognizer
+from app.models.local.synthesizer import Synthesizer
+
+logger = logging.getLogger(__name__)
+
+_STOP: Final = object()
+_SENTENCE_END: Final = re.compile(r"(?<=[.!?;:])\s+")
+_MAX_SENTENCE_CHARS: Final = 240
+_AGREEING: Final = 5  # partial hypotheses that must agree on a word before it is shown
+_UNSETTLED_TAIL: Final = 2  # newest words of a partial hypothesis never shown
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def split_sentences(buffer: str, final: bool) -> tuple[list[str], str]:
+    """Complete sentences in `buffer`, and the rest (all of it once `final`)."""
+    parts = _SENTENCE_END.split(buffer)
+    done, rest = parts[:-1], parts[-1]
+    while len(rest) > _MAX_SENTENCE_CHARS:  # no punctuation for a long while: cut at a space
+        cut = rest.rfind(" ", 0, _MAX_SENTENCE_CHARS)
+        cut = cut if cut > 0 else _MAX_SENTENCE_CHARS
+        done.append(rest[:cut])
+        rest = rest[cut:].lstrip()
+    if final and rest.strip():
+        done.append(rest)
+        rest = ""
+    return [s.strip() for s in done if s.strip()], rest
+
+
+def _common_prefix(a: list[str], b: list[str]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class LocalModel(BidiModel):
+    def __init__(
+        self,
+        *,
+        brain: Brain,
+        recognizer: Recognizer,
+        synthesizer: Synthesizer,
+        input_sample_rate: int = 16000,
+        output_sample_rate: int = 24000,
+        silence_ms: int = 500,
+        audio_lead_s: float = 1.0,
+        chunk_ms: int = 100,
+        history_limit: int = 40,
+        model_id: str = "local",
+    ) -> None:
+        self._config: dict[str, Any] = {"model_id": model_id}
+        self.brain = brain
+        self.recognizer = recognizer
+        self.synthesizer = synthesizer
+        self.input_sample_rate = input_sample_rate
+        self.output_sample_rate = output_sample_rate
+        self.silence_ms = silence_ms
+        self.audio_lead_s = audio_lead_s
+        self._chunk_bytes = output_sample_rate * chunk_ms // 1000 * 2
+        self._history_limit = history_limit
+        self._events: asyncio.Queue[Any] | None = None
+
+    # BidiModel --------------------------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        return self._config
+
+    def update_config(self, **model_config: Any) -> None:
+        self._config.update(model_config)
+
+    def get_audio_config(self) -> AudioConfig:
+        return {
+            "input": {"sample_rate": self.input_sample_rate, "channels": 1, "format": "pcm"},
+            "output": {"sample_rate": self.output_sample_rate, "channels": 1, "format": "pcm"},
+        }
+
+    async def start(
+        self,
+        system_prompt: str | None = None,
+        tools: list[ToolSpec] | None = None,
+        messages: Messages | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._events = asyncio.Queue(64)  # bounded: a slow client slows the model down
+        self._audio: asyncio.Queue[bytes] = asyncio.Queue(50)
+        self._system_prompt = system_prompt
+        self._tools = list(tools or [])
+        self._history: Messages = self._seed(messages or [])
+        self._connection_id = _new_id()
+        self._endpointer = Endpointer(self.silence_ms)
+        self._to_asr = Resampler(self.input_sample_rate, ASR_RATE)
+        self._response: asyncio.Task[None] | None = None
+        self._turn = 0
+        self._pending_tools: set[str] = set()
+        self._playback_end = 0.0
+        # What the current response has open, so a barge-in can close it.
+        self._response_id: str | None = None
+        self._transcript_id: str | None = None
+        self._audio_id: str | None = None
+        self._spoken: list[str] = []
+        # The user's utterance being recognised.
+        self._user_id: str | None = None
+        self._user_words: list[str] = []
+        self._last_hypotheses: list[list[str]] = []
+        self._listener: asyncio.Task[None] | None = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        events, self._events = self._events, None
+        if events is None:
+            return
+        tasks = [t for t in (self._listener, self._response) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.recognizer.cancel()
+        while not events.empty():  # make room: the sentinel must not block
+            events.get_nowait()
+        events.put_nowait(_STOP)
+
+    async def receive(self) -> AsyncGenerator[BidiOutputEvent, None]:
+        events = self._events
+        if events is None:
+            raise RuntimeError("local model not started")
+        yield BidiConnectionStartEvent(self._connection_id, self.model_id)
+        while (item := await events.get()) is not _STOP:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def send(self, content: BidiMessage | BidiContentDelta) -> None:
+        if self._events is None:
+            raise RuntimeError("local model not started")
+        if isinstance(content, AudioDelta):
+            await self._audio.put(content.source["bytes"])
+            return
+        results = [b for b in content.content if isinstance(b, ToolResultBlock)]
+        if results:
+            await self._on_tool_results(results)
+            return
+        text = " ".join(b.text for b in content.content if isinstance(b, TextBlock)).strip()
+        if text:
+            await self._user_turn(text)
+
+    # conversation ------------------------------------------------------------
+
+    @staticmethod
+    def _seed(messages: Messages) -> Messages:
+        """Text of an earlier conversation (the agent replays it after a restart)."""
+        seeded: Messages = []
+        for message in messages:
+            texts = [c["text"] for c in message["content"] if "text" in c]
+            if texts and message["role"] in ("user", "assistant"):
+                seeded.append({"role": message["role"], "content": [{"text": " ".join(texts)}]})
+        return seeded
+
+    def _remember(self, message: Message) -> None:
+        history = self._history
+        history.append(message)
+        if len(history) > self._history_limit:
+            del history[: len(history) - self._history_limit]
+            # Start at a user's own words, never at an orphaned tool result.
+            while history and not (history[0]["role"] == "user" and "text" in history[0]["content"][0]):
+                history.pop(0)
+
+    def _speaking(self) -> bool:
+        producing = self._response is not None and not self._response.done()
+        return producing or time.monotonic() < self._playback_end
+
+    async def _user_turn(self, text: str) -> None:
+        if self._speaking():
+            await self._barge_in()
+        if self._pending_tools:  # interrupted mid tool call: keep the history well formed
+            self._remember(
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "toolResult": {
+                                "toolUseId": i,
+                                "status": "error",
+                                "content": [{"text": "interrupted"}],
+                            }
+                        }
+                        for i in sorted(self._pending_tools)
+                    ],
+                }
+            )
+            self._pending_tools.clear()
+        self._turn += 1
+        self._remember({"role": "user", "content": [{"text": text}]})
+        self._response = asyncio.create_task(self._respond())
+
+    async def _on_tool_results(self, results: list[ToolResultBlock]) -> None:
+        ours = [r for r in results if r.tool_use_id in self._pending_tools]
+        if not ours:
+            return  # results for a turn the user already interrupted
+        self._remember({"role": "user", "content": [dict(r.to_dict()) for r in ours]})  # type: ignore[misc]
+        self._pending_tools.difference_update(r.tool_use_id for r in ours)
+        if not self._pending_tools:
+            self._response = asyncio.create_task(self._respond())
+
+    async def _emit(self, event: BidiOutputEvent) -> None:
+        assert self._events is not None
+        await self._events.put(event)
+
+    async def _fail(self, exc: BaseException) -> None:
+        logger.error("local model failed: %s: %s", type(exc).__name__, exc)
+        if self._events is not None:
+            await self._events.put(exc)
+
+    # response ------------------------------------------------------------------
+
+    async def _respond(self) -> None:
+        try:
+            await self._produce()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._fail(exc)
+
+    async def _produce(self) -> None:
+        self._response_id = _new_id()
+        self._spoken = []
+        await self._emit(BidiResponseStartEvent(self._response_id))
+        to_client = Resampler(self.synthesizer.sample_rate, self.output_sample_rate)
+        calls: list[CallTool] = []
+        buffer = ""
+        replies = self.brain.respond(list(self._history), self._tools, self._system_prompt)
+        async with contextlib.aclosing(replies):  # type: ignore[type-var]
+            async for event in replies:
+                if isinstance(event, Say):
+                    sentences, buffer = split_sentences(buffer + event.text, final=False)
+                    for sentence in sentences:
+                        await self._speak(sentence, to_client)
+                else:
+                    calls.append(event)
+        sentences, _ = split_sentences(buffer, final=True)
+        for sentence in sentences:
+            await self._speak(sentence, to_client)
+        await self._close_streams(to_client.flush())
+        content: list[Any] = [{"text": " ".join(self._spoken)}] if self._spoken else []
+        uses: list[ToolUse] = [{"toolUseId": c.tool_use_id, "name": c.name, "input": c.input} for c in calls]
+        content += [{"toolUse": use} for use in uses]
+        if content:
+            self._remember({"role": "assistant", "content": content})
+        self._spoken = []
+        if uses:
+            self._pending_tools = {use["toolUseId"] for use in uses}
+            await self._emit(BidiToolUseBlocksEvent(uses))
+        response_id, self._response_id = self._response_id, None
+        await self._emit(BidiResponseStopEvent(response_id))
+
+    async def _speak(self, sentence: str, to_client: Resampler) -> None:
+        if self._transcript_id is None:
+            self._transcript_id = _new_id()
+            await self._emit(BidiTranscriptStartEvent("assistant", self._transcript_id))
+            delta = sentence
+        else:
+            delta = " " + sentence
+        pcm = to_client(await self.synthesizer.synthesize(sentence))
+        await self._emit(BidiTranscriptDeltaEvent(delta, "assistant", self._transcript_id))
+        self._spoken.append(sentence)
+        await self._play(pcm)
+
+    async def _play(self, pcm: bytes) -> None:
+        if not pcm:
+            return
+        if self._audio_id is None:
+            self._audio_id = _new_id()
+            await self._emit(BidiAudioStartEvent(self._audio_id))
+        step, rate = self._chunk_bytes, self.output_sample_rate
+        for offset in range(0, len(pcm), step):
+            chunk = pcm[offset : offset + step]
+            now = time.monotonic()
+            ahead = self._playback_end - now
+            if ahead > self.audio_lead_s:  # pace: stay at most audio_lead_s ahead of playback
+                await asyncio.sleep(ahead - self.audio_lead_s)
+                now = time.monotonic()
+            self._playback_end = max(now, self._playback_end) + len(chunk) / 2 / rate
+            audio = base64.b64encode(chunk).decode("ascii")
+            await self._emit(BidiAudioDeltaEvent(audio, "pcm", rate, 1, self._audio_id))
+
+    async def _close_streams(self, tail: bytes = b"") -> None:
+        if tail:
+            await self._play(tail)
+        if self._transcript_id is not None:
+            transcript_id, self._transcript_id = self._transcript_id, None
+            await self._emit(BidiTranscriptStopEvent("assistant", transcript_id))
+        if self._audio_id is not None:
+            audio_id, self._audio_id = self._audio_id, None
+            await self._emit(BidiAudioStopEvent(audio_id))
+
+    async def _barge_in(self) -> None:
+        response = self._response
+        if response is not None and not response.done():
+            response.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await response
+        self._playback_end = 0.0
+        await self._emit(BidiBargeInEvent())
+        await self._close_streams()
+        if self._spoken:
+            self._remember({"role": "assistant", "content": [{"text": " ".join(self._spoken)}]})
+            self._spoken = []
+        if self._response_id is not None:
+            response_id, self._response_id = self._response_id, None
+            await self._emit(BidiResponseStopEvent(response_id))
+
+    # listening -------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        try:
+            while True:
+                pcm = self._to_asr(await self._audio.get())
+                for mark, speech in self._endpointer.feed(pcm):
+                    if mark is Mark.SPEECH:
+                        await self._hear(speech)
+                    elif mark is Mark.START:
+                        await self._speech_started()
+                    else:
+                        await self._speech_ended()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._fail(exc)
+
+    async def _speech_started(self) -> None:
+        if self._speaking():
+            await self._barge_in()
+        await self.recognizer.begin()
+        self._user_id = None
+        self._user_words = []
+        self._last_hypotheses = []
+
+    async def _hear(self, speech: bytes) -> None:
+        if not self.recognizer.active:
+            return
+        words = (await self.recognizer.feed(speech)).split()
+        # Show only words the last few hypotheses agree on, never the newest ones:
+        # partial hypotheses keep revising their tail (and, early on, their head).
+        recent = [*self._last_hypotheses[-(_AGREEING - 1) :], words]
+        self._last_hypotheses = recent
+        if len(recent) < _AGREEING:
+            return
+        agreed = min(_common_prefix(recent[0], r) for r in recent[1:])
+        stable = words[: min(agreed, len(words) - _UNSETTLED_TAIL)]
+        if len(stable) > len(self._user_words) and stable[: len(self._user_words)] == self._user_words:
+            await self._user_delta(stable[len(self._user_words) :])
+
+    async def _user_delta(self, words: list[str]) -> None:
+        if not words:
+            return
+        if self._user_id is None:
+            self._user_id = _new_id()
+            await self._emit(BidiTranscriptStartEvent("user", self._user_id))
+        delta = (" " if self._user_words else "") + " ".join(words)
+        self._user_words += words
+        await self._emit(BidiTranscriptDeltaEvent(delta, "user", self._user_id))
+
+    async def _speech_ended(self) -> None:
+        text = await self.recognizer.finish()
+        words = text.split()
+        shown = _common_prefix(self._user_words, words)
+        # The final transcript is what was shown plus the rest of the final hypothesis;
+        # the brain gets the recogniser's final text.
+        await self._user_delta(words[shown:])
+        if self._user_id is not None:
+            user_id, self._user_id = self._user_id, None
+            await self._emit(BidiTranscriptStopEvent("user", user_id))
+        if text:
+            await self._user_turn(text)

@@ -1,0 +1,107 @@
+"""The offline `local` provider through the real WebSocket: no network, no cloud."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+from starlette.applications import Starlette
+
+from tests.integration.test_websocket_flows import assert_no_session_tasks, start, wait_closed
+from tests.speech import frames, rms, silence, speech
+from tests.support import connect, of_type, receive_until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+@pytest.fixture
+def local_app(app_factory: Callable[..., Starlette]) -> Starlette:
+    return app_factory(None, model_provider="local")
+
+
+async def until_assistant_final(ws: Any, timeout: float = 20) -> list[Any]:
+    seen: list[Any] = []
+    with anyio.fail_after(timeout):
+        while not [m for m in of_type(seen, "transcript") if m["role"] == "assistant" and m["final"]]:
+            seen += await receive_until(ws, "transcript", timeout=timeout, final=True)
+    seen += await receive_until(ws, "response_complete", timeout=timeout)
+    return seen
+
+
+def audio_of(seen: list[Any]) -> bytes:
+    return b"".join(base64.b64decode(m["audio"]) for m in of_type(seen, "audio"))
+
+
+async def test_typed_arithmetic_uses_the_calculator_and_answers_aloud(local_app: Starlette) -> None:
+    async with connect(local_app) as ws:
+        info = await start(ws)
+        assert (info["provider"], info["model"]) == ("local", "local-rules")
+        await ws.send_text(json.dumps({"type": "text", "text": "what is 12 times 7"}))
+        seen = await until_assistant_final(ws)
+    tool_use = of_type(seen, "tool_use")[0]
+    assert (tool_use["name"], tool_use["input"]) == ("calculator", {"expression": "12 * 7"})
+    result = of_type(seen, "tool_result")[0]
+    assert (result["status"], result["content"]) == ("success", "84")
+    answer = [m for m in of_type(seen, "transcript") if m["final"]][-1]
+    assert answer["role"] == "assistant"
+    assert "84" in answer["text"]
+    audio = of_type(seen, "audio")
+    assert {m["sample_rate"] for m in audio} == {24000}
+    pcm = audio_of(seen)
+    assert len(pcm) / 2 / 24000 >= 0.5
+    assert rms(pcm) > 500  # speech, not silence
+    assert max(len(base64.b64decode(m["audio"])) for m in audio) <= 24000 // 10 * 2  # chunks of <= 100 ms
+
+
+async def test_spoken_question_gets_transcripts_and_a_spoken_reply(local_app: Starlette) -> None:
+    utterance = silence(0.3) + await speech("what time is it in tokyo") + silence(1.0)
+    async with connect(local_app, "audio=binary") as ws:
+        await start(ws)
+        for frame in frames(utterance):  # 20 ms binary frames
+            await ws.send_bytes(frame)
+        seen = await until_assistant_final(ws)
+    user = [m for m in of_type(seen, "transcript") if m["role"] == "user"]
+    assert any(not m["final"] for m in user), "no partial user transcript"
+    finals = [m for m in user if m["final"]]
+    assert len(finals) == 1
+    assert finals[0]["text"]
+    assert all(m["content_id"] == finals[0]["content_id"] for m in user)
+    assert finals[0]["text"] == "what time is it in tokyo"  # in the grammar: recognised exactly
+    assert of_type(seen, "tool_use")[0]["name"] == "current_time"
+    reply = b"".join(m for m in seen if isinstance(m, bytes))
+    assert len(reply) / 2 / 24000 >= 0.5
+    assert rms(reply) > 500
+
+
+async def test_speaking_over_a_reply_interrupts_it(app_factory: Callable[..., Starlette]) -> None:
+    app = app_factory(None, model_provider="local", local_audio_lead_ms=300)
+    interruption = silence(0.2) + await speech("hello there what can you do") + silence(1.0)
+    async with connect(app) as ws:
+        await start(ws)
+        await ws.send_text(json.dumps({"type": "text", "text": "help"}))  # a reply of several seconds
+        first = await receive_until(ws, "audio")
+        reply_id = of_type(first, "response_start")[-1]["response_id"]
+        for frame in frames(interruption):
+            await ws.send_bytes(frame)
+        seen = await receive_until(ws, "interruption", timeout=10)
+        after = await receive_until(ws, "response_complete", timeout=10, response_id=reply_id)
+        rest = await until_assistant_final(ws)  # the interruption itself is answered
+    reply_audio = audio_of(first + seen)
+    assert len(reply_audio) / 2 / 24000 < 6, "the whole reply was sent before the interruption"
+    assert not of_type(after, "audio"), "audio of the interrupted reply went on"
+    assert [m["text"] for m in of_type(rest, "transcript") if m["final"] and m["role"] == "assistant"]
+
+
+async def test_local_sessions_leave_no_tasks(local_app: Starlette) -> None:
+    async with connect(local_app) as ws:
+        await start(ws)
+        await ws.send_text(json.dumps({"text": "help"}))
+        await receive_until(ws, "audio")
+        for frame in frames(await speech("good morning")):
+            await ws.send_bytes(frame)
+    await wait_closed(local_app)
+    await assert_no_session_tasks()
