@@ -1,0 +1,76 @@
+"""The local model's stages on their own: synthesis, endpointing, sentence splitting."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from app.models.local.endpointer import Endpointer, Mark
+from app.models.local.model import split_sentences
+from app.models.local.synthesizer import DEFAULT_VOICE, ESPEAK_RATE, Synthesizer, espeak_voice
+from tests.speech import rms, silence, speech
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_synthesizer_speaks_from_the_bundled_library() -> None:
+    pcm = await Synthesizer("matthew", 165).synthesize("Twelve times seven is eighty four.")
+    seconds = len(pcm) / 2 / ESPEAK_RATE
+    assert 1.0 < seconds < 4.0
+    assert rms(pcm) > 500
+
+
+@pytest.mark.parametrize(
+    ("voice", "espeak"),
+    [("matthew", "en-us"), ("Tiffany", "en-us+f3"), ("amy", "en+f2"), ("en-gb-scotland", "en-gb-scotland")],
+)
+def test_voice_mapping(voice: str, espeak: str) -> None:
+    assert espeak_voice(voice) == espeak
+
+
+def test_unknown_voice_falls_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert espeak_voice("hal9000") == DEFAULT_VOICE
+    assert "unknown voice 'hal9000'" in caplog.text
+
+
+async def test_endpointer_marks_one_utterance_after_the_silence_window() -> None:
+    utterance = silence(0.5) + await speech("good morning") + silence(1.0)
+    endpointer = Endpointer(silence_ms=500)
+    marks, speech_bytes = [], 0
+    for offset in range(0, len(utterance), 640):
+        for mark, data in endpointer.feed(utterance[offset : offset + 640]):
+            marks.append(mark) if mark is not Mark.SPEECH else None
+            speech_bytes += len(data)
+    assert marks == [Mark.START, Mark.END]
+    assert speech_bytes >= len(await speech("good morning")) * 0.8
+    assert not endpointer.in_speech
+
+
+def test_silence_is_not_speech() -> None:
+    endpointer = Endpointer(silence_ms=500)
+    assert endpointer.feed(silence(2.0)) == []
+
+
+@pytest.mark.parametrize(
+    ("buffer", "final", "sentences", "rest"),
+    [
+        ("Hello there. How are", False, ["Hello there."], "How are"),
+        ("Hello there. How are", True, ["Hello there.", "How are"], ""),
+        ("One! Two? Three.", False, ["One!", "Two?"], "Three."),
+    ],
+    ids=["partial", "final", "marks"],
+)
+def test_split_sentences(buffer: str, final: bool, sentences: list[str], rest: str) -> None:
+    done, left = split_sentences(buffer, final)
+    assert done == [s.strip() for s in sentences]
+    assert left.strip() == rest.strip()
+
+
+def test_long_text_without_punctuation_is_cut_at_spaces() -> None:
+    text = "word " * 120
+    done, left = split_sentences(text, final=False)
+    assert len(done) == 2
+    assert all(len(s) <= 240 for s in done)
+    assert " ".join([*done, left.strip()]).split() == text.split()
