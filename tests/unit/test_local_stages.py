@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from app.models.local.endpointer import Endpointer, Mark
-from app.models.local.model import split_sentences
+from app.models.local.model import split_sentences, unshown_words
 from app.models.local.synthesizer import DEFAULT_VOICE, ESPEAK_RATE, Synthesizer, espeak_voice
 from tests.speech import rms, silence, speech
 
@@ -74,3 +74,17 @@ def test_long_text_without_punctuation_is_cut_at_spaces() -> None:
     assert len(done) == 2
     assert all(len(s) <= 240 for s in done)
     assert " ".join([*done, left.strip()]).split() == text.split()
+
+
+@pytest.mark.parametrize(
+    ("shown", "final", "rest"),
+    [
+        ("what is", "what is twelve times seven", "twelve times seven"),
+        ("square root of", "the square root of ninety one", "ninety one"),
+        ("what is twelve times", "what is twelve", ""),
+        ("", "good morning", "good morning"),
+        ("what's", "what time is it", "what time is it"),
+    ],
+)
+def test_final_transcript_continues_what_was_shown(shown: str, final: str, rest: str) -> None:
+    assert unshown_words(shown.split(), final.split()) == rest.split()

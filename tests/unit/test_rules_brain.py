@@ -43,7 +43,6 @@ def test_intents_ask_for_tools(brain: RulesBrain, text: str, tool: str, tool_inp
     [event] = brain.reply(text, TOOLS)
     assert isinstance(event, CallTool)
     assert (event.name, event.input) == (tool, tool_input)
-    assert brain.understands(text)
 
 
 @pytest.mark.parametrize("text", ["hello", "Hi there", "good morning", "help", "what can you do"])
@@ -53,7 +52,6 @@ def test_greetings_and_help_list_the_registered_tools(brain: RulesBrain, text: s
     assert (
         "calculator, current time, roll dice and weather" in event.text
     )  # new plugins listed, no code change
-    assert brain.understands(text)
 
 
 def test_anything_else_says_what_it_heard_and_how_to_plug_in_a_model(brain: RulesBrain) -> None:
@@ -61,7 +59,6 @@ def test_anything_else_says_what_it_heard_and_how_to_plug_in_a_model(brain: Rule
     assert isinstance(event, Say)
     assert "I heard: tell me a joke" in event.text
     assert "LOCAL_TEXT_MODEL" in event.text
-    assert not brain.understands("tell me a joke")
 
 
 def test_weather_without_a_place_asks_for_one(brain: RulesBrain) -> None:

@@ -39,25 +39,17 @@ def _brain(settings: Settings) -> Brain:
 
 def local_provider(settings: Settings) -> ModelProvider:
     brain = _brain(settings)
-    language_model = DecoderPool(settings.local_asr_decoders)
-    grammar = (
-        DecoderPool(settings.local_asr_decoders, grammar=brain.grammar())
-        if isinstance(brain, RulesBrain)
-        else None
-    )
-    (grammar or language_model).prewarm()
+    # The rules brain gets a grammar of its own phrases; a text model needs free speech.
+    grammar = brain.grammar() if isinstance(brain, RulesBrain) else None
+    decoders = DecoderPool(settings.local_asr_decoders, grammar=grammar)
+    decoders.prewarm()
     synthesizer = Synthesizer(settings.voice, settings.local_speech_rate)
-
-    def recognizer() -> Recognizer:
-        if isinstance(brain, RulesBrain) and grammar is not None:
-            return Recognizer(grammar, fallback=language_model, accept=brain.understands)
-        return Recognizer(language_model)
 
     def build() -> LocalModel:
         return LocalModel(
             model_id=settings.model_id or f"local-{brain.name}",
             brain=brain,
-            recognizer=recognizer(),
+            recognizer=Recognizer(decoders),
             synthesizer=synthesizer,
             input_sample_rate=settings.input_sample_rate,
             output_sample_rate=settings.output_sample_rate,

@@ -89,6 +89,18 @@ def _common_prefix(a: list[str], b: list[str]) -> int:
     return n
 
 
+def unshown_words(shown: list[str], final: list[str]) -> list[str]:
+    """The words of `final` still to show after `shown`: those after the longest run of
+    `shown`'s last words found in `final` (partials may lack a word the final has), or
+    else those after the words both begin with."""
+    for size in range(len(shown), 0, -1):
+        tail = shown[-size:]
+        for start in range(len(final) - size + 1):
+            if final[start : start + size] == tail:
+                return final[start + size :]
+    return final[_common_prefix(shown, final) :]
+
+
 class LocalModel(BidiModel):
     def __init__(
         self,
@@ -417,11 +429,9 @@ class LocalModel(BidiModel):
 
     async def _speech_ended(self) -> None:
         text = await self.recognizer.finish()
-        words = text.split()
-        shown = _common_prefix(self._user_words, words)
-        # The final transcript is what was shown plus the rest of the final hypothesis;
-        # the brain gets the recogniser's final text.
-        await self._user_delta(words[shown:])
+        # Transcript deltas cannot take words back: the final transcript is what was shown
+        # plus the rest of the final hypothesis. The brain gets the final hypothesis itself.
+        await self._user_delta(unshown_words(self._user_words, text.split()))
         if self._user_id is not None:
             user_id, self._user_id = self._user_id, None
             await self._emit(BidiTranscriptStopEvent("user", user_id))

@@ -1,14 +1,13 @@
 """Speech recognition with pocketsphinx and the US English model its wheel carries.
 
 Two kinds of decoder: a grammar decoder (a JSGF grammar of the phrases the rules brain
-understands: fast, real-time factor ~0.03) and a generic language-model decoder (free
-speech, ~0.2-0.3, and ~90 MB each). Decoders are expensive to build (0.1-0.3 s) and not
-thread-safe, so each process keeps a small pool per kind; an utterance borrows one from
-its first speech frame to its final hypothesis. Decoding runs in worker threads.
+understands: fast, real-time factor ~0.03-0.08, ~60 MB) and a generic language-model
+decoder for free speech (~0.2-0.3, ~90 MB). Decoders are expensive to build (0.1-0.3 s)
+and not thread-safe, so each process keeps a small pool; an utterance borrows a decoder
+from its first speech frame to its final hypothesis. Decoding runs in the pool's threads.
 
-With a grammar, an utterance whose grammar result the `accept` predicate rejects (the
-grammar forces every sound onto its phrases, or gives up) is decoded again with the
-language model from the audio kept for that purpose.
+Dither is on: test and browser audio often holds runs of exact digital silence, whose
+log energy otherwise upsets the decoder's live cepstral mean normalisation.
 """
 
 from __future__ import annotations
@@ -35,7 +34,10 @@ def _config(with_lm: bool) -> Config:
         hmm=os.path.join(model, "en-us", "en-us"),
         dict=os.path.join(model, "en-us", "cmudict-en-us.dict"),
         samprate=SAMPLE_RATE,
-        loglevel="ERROR",
+        dither=True,
+        # "Final result does not match the grammar" is logged as an ERROR for every
+        # utterance outside the grammar: expected here, and it would flood stderr.
+        loglevel="FATAL",
     )
     if with_lm:
         config["lm"] = os.path.join(model, "en-us", "en-us.lm.bin")
@@ -107,12 +109,6 @@ def _finish(decoder: Decoder) -> str:
     return _words(decoder.hyp())
 
 
-def _decode_all(decoder: Decoder, pcm: bytes) -> str:
-    decoder.start_utt()
-    decoder.process_raw(pcm, False, True)
-    return _finish(decoder)
-
-
 class Recognizer:
     """One session's utterances: `begin`, `feed` (partial text), `finish` (final text).
 
@@ -121,18 +117,10 @@ class Recognizer:
     only once its thread is done with it.
     """
 
-    def __init__(
-        self,
-        pool: DecoderPool,
-        fallback: DecoderPool | None = None,
-        accept: Callable[[str], bool] | None = None,
-    ) -> None:
+    def __init__(self, pool: DecoderPool) -> None:
         self._pool = pool
-        self._fallback = fallback
-        self._accept = accept
         self._decoder: Decoder | None = None
         self._last: asyncio.Future[object] | None = None
-        self._audio = bytearray()  # kept only when a fallback may need it
 
     @property
     def active(self) -> bool:
@@ -150,14 +138,11 @@ class Recognizer:
     async def begin(self) -> None:
         await self.cancel()
         self._decoder = await self._pool.acquire()
-        self._audio.clear()
         await self._on_decoder(Decoder.start_utt)
 
     async def feed(self, pcm: bytes) -> str:
         if self._decoder is None:
             return ""
-        if self._fallback is not None:
-            self._audio += pcm
         return await self._on_decoder(_feed, pcm)
 
     async def finish(self) -> str:
@@ -165,15 +150,6 @@ class Recognizer:
             return ""
         text = await self._on_decoder(_finish)
         self._give_back()
-        if self._fallback is not None and self._accept is not None and not self._accept(text):
-            lm = await self._fallback.acquire()
-            try:
-                retry = await asyncio.shield(self._fallback.run(_decode_all, lm, bytes(self._audio)))
-            finally:
-                self._fallback.release(lm)
-            logger.debug("grammar result %r not understood; language model heard %r", text, retry)
-            text = retry or text
-        self._audio.clear()
         return text
 
     async def cancel(self) -> None:
@@ -182,7 +158,6 @@ class Recognizer:
             return
         decoder, pool, last = self._decoder, self._pool, self._last
         self._decoder, self._last = None, None
-        self._audio.clear()
 
         def end_then_release(_: object = None) -> None:
             done = pool.run(_end_quietly, decoder)

@@ -168,12 +168,6 @@ class RulesBrain:
         for event in self.reply(text, {spec["name"] for spec in tools}):
             yield event
 
-    def understands(self, text: str) -> bool:
-        """Whether `text` is something this brain answers other than with its fallback
-        (used to judge speech recognition results)."""
-        said = _normalise(text)
-        return self._intent(said) is not None or any(p.search(said) for p in (_GREETING, _HELP, _WEATHER))
-
     def reply(self, text: str, tool_names: set[str]) -> list[BrainEvent]:
         said = _normalise(text)
         intent = self._intent(said)
