@@ -278,11 +278,9 @@ async def stream_all(port: int, pid: int, utterances: list[Utterance]) -> tuple[
 
 async def recognition_rtf(results: list[Result]) -> float:
     """The server's kind of recognizer over the segments its endpointer passed on, chunk by chunk."""
-    brain = RulesBrain()
-    pool, fallback = DecoderPool(1, grammar=brain.grammar()), DecoderPool(1)
+    pool = DecoderPool(1, grammar=RulesBrain().grammar())
     pool.prewarm()
-    fallback.prewarm()
-    recognizer = Recognizer(pool, fallback=fallback, accept=brain.understands)
+    recognizer = Recognizer(pool)
     cpu = audio = 0.0
     for segment in (segment for r in results for segment in r.segments):
         start = time.process_time()
