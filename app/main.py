@@ -1,4 +1,5 @@
-"""`create_app(settings)` builds the Starlette app: `/ws`, `/ping`, `/health`.
+"""`create_app(settings)` builds the Starlette app: `/ws`, `/ping`, `/health`, and the
+voice page (static files from `app/static`) at `/`.
 
 No import-time side effects: settings, tools and the model provider are resolved when
 the app is built, so a bad setting or plugin fails there, with a message naming it.
@@ -10,12 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 from strands.types.tools import AgentTool
 
@@ -25,6 +28,8 @@ from app.models import ModelProvider, provider_from_settings
 from app.plugins import ToolServices, load_tools
 from app.registry import SessionRegistry
 from app.session import Session, SessionContext
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(
@@ -69,6 +74,7 @@ def create_app(
             WebSocketRoute("/ws", websocket_endpoint),
             Route("/ping", ping),
             Route("/health", health),
+            Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page"),
         ],
         lifespan=lifespan,
     )
