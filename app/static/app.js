@@ -83,7 +83,7 @@ function onEvent(message) {
       showTranscript(message);
       break;
     case "tool_use": {
-      const el = add("bubble tool", `🔧 ${message.name}(${JSON.stringify(message.input)})`);
+      const el = add("bubble tool", `tool ${message.name}(${JSON.stringify(message.input)})`);
       tools.set(message.tool_use_id, el);
       break;
     }

@@ -3,7 +3,8 @@
 class CaptureProcessor extends AudioWorkletProcessor {
   constructor() {
     super();
-    this.frame = new Int16Array(Math.round(sampleRate / 50));
+    this.size = Math.round(sampleRate / 50);
+    this.frame = new Int16Array(this.size);
     this.filled = 0;
     this.sumSquares = 0;
   }
@@ -15,10 +16,11 @@ class CaptureProcessor extends AudioWorkletProcessor {
       const s = Math.max(-1, Math.min(1, channel[i]));
       this.sumSquares += s * s;
       this.frame[this.filled++] = s < 0 ? s * 0x8000 : s * 0x7fff;
-      if (this.filled === this.frame.length) {
-        const level = Math.sqrt(this.sumSquares / this.frame.length);
+      if (this.filled === this.size) {
+        const level = Math.sqrt(this.sumSquares / this.size);
+        // Transferring detaches the buffer, so a fresh frame is made for what follows.
         this.port.postMessage({ pcm: this.frame.buffer, level }, [this.frame.buffer]);
-        this.frame = new Int16Array(this.frame.length);
+        this.frame = new Int16Array(this.size);
         this.filled = 0;
         this.sumSquares = 0;
       }
