@@ -68,6 +68,7 @@ def create_app(
             yield
         finally:
             await http.aclose()
+            context.provider.close()
 
     app = Starlette(
         routes=[

@@ -79,6 +79,7 @@ async def app_factory(
     yield make
     for app in made:  # lifespan does not run under the ASGI WebSocket transport
         await app.state.context.services.http.aclose()
+        app.state.context.provider.close()
 
 
 @pytest.fixture

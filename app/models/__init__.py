@@ -19,6 +19,8 @@ from app.errors import ConfigError
 class ModelProvider:
     name: str
     build: Callable[[], BidiModel]
+    # Releases what the provider shares between sessions (worker threads, decoders).
+    close: Callable[[], None] = lambda: None
 
 
 def _echo(settings: Settings) -> ModelProvider:

@@ -57,4 +57,4 @@ def local_provider(settings: Settings) -> ModelProvider:
             audio_lead_s=settings.local_audio_lead_ms / 1000,
         )
 
-    return ModelProvider("local", build)
+    return ModelProvider("local", build, close=decoders.close)

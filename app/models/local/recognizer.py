@@ -86,6 +86,11 @@ class DecoderPool:
             self._available.release()
             raise
 
+    def close(self) -> None:
+        """At app shutdown: no new work; threads end once their current job does."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._idle.clear()
+
     def release(self, decoder: Decoder) -> None:
         self._idle.append(decoder)
         self._available.release()
