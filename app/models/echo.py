@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from base64 import b64encode
-from collections.abc import AsyncGenerator
 from typing import Any
 
-from strands.bidi.models import BidiModel
-from strands.bidi.models.configs import AudioConfig
 from strands.bidi.types import AudioDelta, BidiContentDelta, BidiMessage
 from strands.bidi.types.events import (
     BidiAudioDeltaEvent,
     BidiAudioStartEvent,
     BidiAudioStopEvent,
-    BidiConnectionStartEvent,
     BidiOutputEvent,
     BidiResponseStartEvent,
     BidiResponseStopEvent,
@@ -36,15 +31,10 @@ from strands.types.content import TextBlock
 from strands.types.tools import ToolResultBlock, ToolSpec
 
 from app.audio import Resampler
-
-_STOP = object()
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
+from app.models.base import QueuedModel, new_id
 
 
-class EchoModel(BidiModel):
+class EchoModel(QueuedModel):
     def __init__(
         self,
         *,
@@ -54,28 +44,15 @@ class EchoModel(BidiModel):
         queue_size: int = 64,
         audio_idle_s: float = 0.5,
     ) -> None:
-        self._config: dict[str, Any] = {"model_id": model_id}
-        self.input_sample_rate = input_sample_rate
-        self.output_sample_rate = output_sample_rate
+        super().__init__(
+            model_id=model_id, input_sample_rate=input_sample_rate, output_sample_rate=output_sample_rate
+        )
         self._queue_size = queue_size
         self._audio_idle_s = audio_idle_s
-        self._events: asyncio.Queue[Any] | None = None
         self._tool_names: dict[str, str] = {}
         self._audio_id: str | None = None  # content id of the open audio reply, if any
         self._audio_response_id = ""
         self._resampler = Resampler(input_sample_rate, output_sample_rate)
-
-    def get_config(self) -> dict[str, Any]:
-        return self._config
-
-    def update_config(self, **model_config: Any) -> None:
-        self._config.update(model_config)
-
-    def get_audio_config(self) -> AudioConfig:
-        return {
-            "input": {"sample_rate": self.input_sample_rate, "channels": 1, "format": "pcm"},
-            "output": {"sample_rate": self.output_sample_rate, "channels": 1, "format": "pcm"},
-        }
 
     async def start(
         self,
@@ -84,40 +61,21 @@ class EchoModel(BidiModel):
         messages: Any = None,
         **kwargs: Any,
     ) -> None:
-        # Bounded: when the client reads slowly, send() waits, and that wait reaches the
-        # session's input queues (backpressure rather than unbounded buffering).
-        self._events = asyncio.Queue(self._queue_size)
-        self._connection_id = _new_id()
+        self._open_events(self._queue_size)
 
     async def stop(self) -> None:
-        events, self._events = self._events, None
-        if events is None:
-            return
-        while not events.empty():  # make room so the sentinel never blocks
-            events.get_nowait()
-        events.put_nowait(_STOP)
+        self._close_events()
 
-    async def receive(self) -> AsyncGenerator[BidiOutputEvent, None]:
-        events = self._events
-        if events is None:
-            raise RuntimeError("echo model not started")
-        yield BidiConnectionStartEvent(self._connection_id, self.model_id)
-        while True:
-            if self._audio_id is None:
-                item = await events.get()
-            else:
-                try:
-                    async with asyncio.timeout(self._audio_idle_s):
-                        item = await events.get()
-                except TimeoutError:
-                    for event in self._close_audio():
-                        yield event
-                    continue
-            if item is _STOP:
-                return
-            if isinstance(item, Exception):
-                raise item
-            yield item
+    async def _next(self, events: asyncio.Queue[Any]) -> Any:
+        if self._audio_id is None:
+            return await events.get()
+        try:
+            async with asyncio.timeout(self._audio_idle_s):
+                return await events.get()
+        except TimeoutError:  # the audio turn is over; the queue is empty, so this fits
+            for event in self._close_audio():
+                events.put_nowait(event)
+            return events.get_nowait()
 
     async def send(self, content: BidiMessage | BidiContentDelta) -> None:
         events = self._events
@@ -142,7 +100,7 @@ class EchoModel(BidiModel):
 
     async def _echo_audio(self, events: asyncio.Queue[Any], pcm: bytes) -> None:
         if self._audio_id is None:
-            self._audio_response_id, self._audio_id = _new_id(), _new_id()
+            self._audio_response_id, self._audio_id = new_id(), new_id()
             await events.put(BidiResponseStartEvent(self._audio_response_id))
             await events.put(BidiAudioStartEvent(self._audio_id))
         out = self._resampler(pcm)
@@ -157,7 +115,7 @@ class EchoModel(BidiModel):
         return [BidiAudioStopEvent(content_id), BidiResponseStopEvent(self._audio_response_id)]
 
     async def _say(self, events: asyncio.Queue[Any], text: str) -> None:
-        response_id, content_id = _new_id(), _new_id()
+        response_id, content_id = new_id(), new_id()
         await events.put(BidiResponseStartEvent(response_id))
         await events.put(BidiTranscriptStartEvent("assistant", content_id))
         await events.put(BidiTranscriptDeltaEvent(text, "assistant", content_id))
@@ -174,7 +132,7 @@ class EchoModel(BidiModel):
         if not isinstance(tool_input, dict):
             await self._say(events, f"The input for {name} must be a JSON object.")
             return
-        response_id, tool_use_id = _new_id(), f"tooluse_{_new_id()[:16]}"
+        response_id, tool_use_id = new_id(), f"tooluse_{new_id()[:16]}"
         self._tool_names[tool_use_id] = name
         await events.put(BidiResponseStartEvent(response_id))
         await events.put(

@@ -21,19 +21,14 @@ import contextlib
 import logging
 import re
 import time
-import uuid
-from collections.abc import AsyncGenerator
 from typing import Any, Final
 
-from strands.bidi.models import BidiModel
-from strands.bidi.models.configs import AudioConfig
 from strands.bidi.types import AudioDelta, BidiContentDelta, BidiMessage
 from strands.bidi.types.events import (
     BidiAudioDeltaEvent,
     BidiAudioStartEvent,
     BidiAudioStopEvent,
     BidiBargeInEvent,
-    BidiConnectionStartEvent,
     BidiOutputEvent,
     BidiResponseStartEvent,
     BidiResponseStopEvent,
@@ -46,6 +41,7 @@ from strands.types.content import Message, Messages, TextBlock
 from strands.types.tools import ToolResultBlock, ToolSpec, ToolUse
 
 from app.audio import Resampler
+from app.models.base import QueuedModel, new_id
 from app.models.local.brain import Brain, CallTool, Say
 from app.models.local.endpointer import SAMPLE_RATE as ASR_RATE
 from app.models.local.endpointer import Endpointer, Mark
@@ -54,15 +50,10 @@ from app.models.local.synthesizer import Synthesizer
 
 logger = logging.getLogger(__name__)
 
-_STOP: Final = object()
 _SENTENCE_END: Final = re.compile(r"(?<=[.!?;:])\s+")
 _MAX_SENTENCE_CHARS: Final = 240
 _AGREEING: Final = 5  # partial hypotheses that must agree on a word before it is shown
 _UNSETTLED_TAIL: Final = 2  # newest words of a partial hypothesis never shown
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
 
 
 def split_sentences(buffer: str, final: bool) -> tuple[list[str], str]:
@@ -101,7 +92,7 @@ def unshown_words(shown: list[str], final: list[str]) -> list[str]:
     return final[_common_prefix(shown, final) :]
 
 
-class LocalModel(BidiModel):
+class LocalModel(QueuedModel):
     def __init__(
         self,
         *,
@@ -116,31 +107,18 @@ class LocalModel(BidiModel):
         history_limit: int = 40,
         model_id: str = "local",
     ) -> None:
-        self._config: dict[str, Any] = {"model_id": model_id}
+        super().__init__(
+            model_id=model_id, input_sample_rate=input_sample_rate, output_sample_rate=output_sample_rate
+        )
         self.brain = brain
         self.recognizer = recognizer
         self.synthesizer = synthesizer
-        self.input_sample_rate = input_sample_rate
-        self.output_sample_rate = output_sample_rate
         self.silence_ms = silence_ms
         self.audio_lead_s = audio_lead_s
         self._chunk_bytes = output_sample_rate * chunk_ms // 1000 * 2
         self._history_limit = history_limit
-        self._events: asyncio.Queue[Any] | None = None
 
     # BidiModel --------------------------------------------------------------
-
-    def get_config(self) -> dict[str, Any]:
-        return self._config
-
-    def update_config(self, **model_config: Any) -> None:
-        self._config.update(model_config)
-
-    def get_audio_config(self) -> AudioConfig:
-        return {
-            "input": {"sample_rate": self.input_sample_rate, "channels": 1, "format": "pcm"},
-            "output": {"sample_rate": self.output_sample_rate, "channels": 1, "format": "pcm"},
-        }
 
     async def start(
         self,
@@ -149,12 +127,11 @@ class LocalModel(BidiModel):
         messages: Messages | None = None,
         **kwargs: Any,
     ) -> None:
-        self._events = asyncio.Queue(64)  # bounded: a slow client slows the model down
+        self._open_events(64)
         self._audio: asyncio.Queue[bytes] = asyncio.Queue(50)
         self._system_prompt = system_prompt
         self._tools = list(tools or [])
         self._history: Messages = self._seed(messages or [])
-        self._connection_id = _new_id()
         self._endpointer = Endpointer(self.silence_ms)
         self._to_asr = Resampler(self.input_sample_rate, ASR_RATE)
         self._response: asyncio.Task[None] | None = None
@@ -173,8 +150,7 @@ class LocalModel(BidiModel):
         self._listener: asyncio.Task[None] | None = asyncio.create_task(self._listen())
 
     async def stop(self) -> None:
-        events, self._events = self._events, None
-        if events is None:
+        if self._events is None:
             return
         tasks = [t for t in (self._listener, self._response) if t is not None]
         for task in tasks:
@@ -183,19 +159,7 @@ class LocalModel(BidiModel):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.recognizer.cancel()
-        while not events.empty():  # make room: the sentinel must not block
-            events.get_nowait()
-        events.put_nowait(_STOP)
-
-    async def receive(self) -> AsyncGenerator[BidiOutputEvent, None]:
-        events = self._events
-        if events is None:
-            raise RuntimeError("local model not started")
-        yield BidiConnectionStartEvent(self._connection_id, self.model_id)
-        while (item := await events.get()) is not _STOP:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        self._close_events()
 
     async def send(self, content: BidiMessage | BidiContentDelta) -> None:
         if self._events is None:
@@ -289,7 +253,7 @@ class LocalModel(BidiModel):
             await self._fail(exc)
 
     async def _produce(self) -> None:
-        self._response_id = _new_id()
+        self._response_id = new_id()
         self._spoken = []
         await self._emit(BidiResponseStartEvent(self._response_id))
         to_client = Resampler(self.synthesizer.sample_rate, self.output_sample_rate)
@@ -322,7 +286,7 @@ class LocalModel(BidiModel):
 
     async def _speak(self, sentence: str, to_client: Resampler) -> None:
         if self._transcript_id is None:
-            self._transcript_id = _new_id()
+            self._transcript_id = new_id()
             await self._emit(BidiTranscriptStartEvent("assistant", self._transcript_id))
             delta = sentence
         else:
@@ -336,7 +300,7 @@ class LocalModel(BidiModel):
         if not pcm:
             return
         if self._audio_id is None:
-            self._audio_id = _new_id()
+            self._audio_id = new_id()
             await self._emit(BidiAudioStartEvent(self._audio_id))
         step, rate = self._chunk_bytes, self.output_sample_rate
         for offset in range(0, len(pcm), step):
@@ -421,7 +385,7 @@ class LocalModel(BidiModel):
         if not words:
             return
         if self._user_id is None:
-            self._user_id = _new_id()
+            self._user_id = new_id()
             await self._emit(BidiTranscriptStartEvent("user", self._user_id))
         delta = (" " if self._user_words else "") + " ".join(words)
         self._user_words += words
