@@ -233,5 +233,24 @@ async def send_close(ws: AsyncWebSocketSession, code: int) -> None:
     await ws.send(wsproto.events.CloseConnection(code=code))
 
 
+class FakeOpenWeatherMap:
+    """An httpx mock transport answering like OpenWeatherMap's current-weather API."""
+
+    def __init__(self, description: str = "clear sky", temp: float = 21.0, humidity: int = 40) -> None:
+        self.requests: list[httpx.Request] = []
+        self.body = {
+            "name": "Paris",
+            "sys": {"country": "FR"},
+            "weather": [{"description": description}],
+            "main": {"temp": temp, "feels_like": temp - 1, "humidity": humidity},
+            "wind": {"speed": 2.0},
+        }
+        self.transport = httpx.MockTransport(self._handle)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(200, json=self.body)
+
+
 def of_type(messages: list[Any], kind: str) -> list[dict[str, Any]]:
     return [m for m in messages if isinstance(m, dict) and m.get("type") == kind]

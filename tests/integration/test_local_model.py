@@ -8,14 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from starlette.applications import Starlette
 
 from tests.integration.test_websocket_flows import assert_no_session_tasks, start, wait_closed
 from tests.openai_server import run_openai_server
 from tests.speech import frames, rms, silence, speech
-from tests.support import connect, of_type, receive_until
+from tests.support import FakeOpenWeatherMap, connect, of_type, receive_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -111,20 +110,7 @@ async def test_local_sessions_leave_no_tasks(local_app: Starlette) -> None:
 
 
 async def test_text_model_brain_calls_tools_through_the_agent(app_factory: Callable[..., Starlette]) -> None:
-    weather_requests: list[httpx.Request] = []
-
-    def weather_service(request: httpx.Request) -> httpx.Response:
-        weather_requests.append(request)
-        return httpx.Response(
-            200,
-            json={
-                "name": "Paris",
-                "sys": {"country": "FR"},
-                "weather": [{"description": "clear sky"}],
-                "main": {"temp": 21.0, "feels_like": 20.0, "humidity": 40},
-                "wind": {"speed": 2.0},
-            },
-        )
+    weather = FakeOpenWeatherMap()
 
     async with run_openai_server() as llm:
         app = app_factory(
@@ -134,7 +120,7 @@ async def test_text_model_brain_calls_tools_through_the_agent(app_factory: Calla
             local_text_model=f"openai:test-model@{llm.base_url}",
             local_audio_lead_ms=10000,
             weather_api_key="k",
-            http_transport=httpx.MockTransport(weather_service),
+            http_transport=weather.transport,
         )
         async with connect(app) as ws:
             info = await start(ws)
@@ -153,4 +139,4 @@ async def test_text_model_brain_calls_tools_through_the_agent(app_factory: Calla
     assert {t["function"]["name"] for t in first["tools"]} == {"calculator", "current_time", "weather"}
     assert second["messages"][-1]["role"] == "tool"
     assert "clear sky" in second["messages"][-1]["content"]
-    assert len(weather_requests) == 1
+    assert len(weather.requests) == 1

@@ -6,14 +6,13 @@ import base64
 import json
 from collections.abc import Callable
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 
 from app.config import Settings
 from app.models import provider_from_settings
 from tests.integration.test_websocket_flows import expect_close, start
-from tests.support import ScriptedProvider, connect, of_type, receive_until, tone
+from tests.support import FakeOpenWeatherMap, ScriptedProvider, connect, of_type, receive_until, tone
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -84,29 +83,15 @@ class TestWeatherThroughTheAgent:
     async def test_weather_tool_uses_the_app_http_client(
         self, app_factory: Callable[..., Starlette], scripted: ScriptedProvider
     ) -> None:
-        requests: list[httpx.Request] = []
-
-        def handle(request: httpx.Request) -> httpx.Response:
-            requests.append(request)
-            return httpx.Response(
-                200,
-                json={
-                    "name": "Paris",
-                    "sys": {"country": "FR"},
-                    "weather": [{"description": "clear sky"}],
-                    "main": {"temp": 21.0, "feels_like": 20.0, "humidity": 40},
-                    "wind": {"speed": 2.0},
-                },
-            )
-
-        app = app_factory(scripted, http_transport=httpx.MockTransport(handle), weather_api_key="k")
+        weather = FakeOpenWeatherMap()
+        app = app_factory(scripted, http_transport=weather.transport, weather_api_key="k")
         async with connect(app) as ws:
             await start(ws)
             await ws.send_text(json.dumps({"text": 'use weather {"location": "Paris"}'}))
             seen = await receive_until(ws, "tool_result")
         assert seen[-1]["status"] == "success"
         assert seen[-1]["content"].startswith("Paris, FR: clear sky, 21°C")
-        assert requests[0].url.host == "api.openweathermap.org"
+        assert weather.requests[0].url.host == "api.openweathermap.org"
 
 
 class TestNovaSonicProvider:

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import FakeOpenWeatherMap
 from tests.unit.test_calculator import _load
 
 weather = _load("weather")
@@ -59,26 +60,12 @@ async def test_unknown_place() -> None:
 
 
 async def test_openweathermap_with_key() -> None:
-    seen: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(
-            200,
-            json={
-                "name": "Paris",
-                "sys": {"country": "FR"},
-                "weather": [{"description": "light rain"}],
-                "main": {"temp": 11.6, "feels_like": 10.9, "humidity": 88},
-                "wind": {"speed": 5.2},
-            },
-        )
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
+    fake = FakeOpenWeatherMap(description="light rain", temp=11.6, humidity=88)
+    async with httpx.AsyncClient(transport=fake.transport) as http:
         text = await weather.from_openweathermap(http, "Paris", "k3y")
-    assert text == "Paris, FR: light rain, 12°C (feels like 11°C), humidity 88%, wind 5 m/s"
-    assert seen[0].url.params["appid"] == "k3y"
-    assert seen[0].url.params["units"] == "metric"
+    assert text == "Paris, FR: light rain, 12°C (feels like 11°C), humidity 88%, wind 2 m/s"
+    assert fake.requests[0].url.params["appid"] == "k3y"
+    assert fake.requests[0].url.params["units"] == "metric"
 
 
 @pytest.mark.parametrize(
