@@ -52,6 +52,7 @@ class Settings:
     max_text_chars: int = 8_000
     stop_timeout: float = 2.0
     input_stall_timeout: float = 10.0
+    max_history_messages: int = 200
     tool_http_timeout: float = 5.0
     # The offline `local` model.
     local_brain: str = "rules"
@@ -120,6 +121,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_text_chars": _number(int, 1, 1_000_000),
     "stop_timeout": _number(float, 0.1, 60.0),
     "input_stall_timeout": _number(float, 0.1, 3600.0),
+    "max_history_messages": _number(int, 2, 100_000),
     "tool_http_timeout": _number(float, 0.1, 120.0),
     "local_brain": _choice(BRAINS, str.lower),
     "local_text_model": lambda key, raw: raw.strip(),

@@ -32,12 +32,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from strands.bidi import BidiAgent
 from strands.bidi.models import AudioCapable, BidiModel
 from strands.bidi.types import AudioDelta
+from strands.hooks import MessageAddedEvent
 from strands.types.tools import AgentTool
 
 from app.audio import Resampler
 from app.config import Settings
 from app.encoder import Frame, OutputEncoder, dumps
 from app.errors import ModelError, ProtocolError, SessionError
+from app.history import trim_history
 from app.logs import session_id_var
 from app.models import ModelProvider
 from app.plugins import SERVICES_KEY, ToolServices
@@ -144,6 +146,12 @@ class Session:
             await self._close(Outcome(exc.code, exc.close_code, exc))
             return
         agent = BidiAgent(model=model, tools=list(self.context.tools), system_prompt=settings.system_prompt)
+        limit = settings.max_history_messages
+
+        def bound_history(event: MessageAddedEvent) -> None:
+            trim_history(agent.messages, limit)
+
+        agent.add_hook(bound_history, MessageAddedEvent)
         await self._send(dumps(self._session_start(model, options, agent.tool_names)))
         logger.info(
             "session started: provider=%s model=%s rates in=%d out=%d audio=%s",

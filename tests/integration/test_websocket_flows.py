@@ -16,8 +16,11 @@ import anyio
 import pytest
 from httpx_ws import WebSocketDisconnect
 from starlette.applications import Starlette
+from strands import tool
+from strands.types.tools import ToolContext
 
 from app.audio import Resampler
+from app.main import create_app
 from tests.support import ScriptedProvider, connect, of_type, receive_json, receive_until, send_close, tone
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -450,3 +453,32 @@ class TestToolUsageFlows:
         assert result["status"] == "error"
         assert "division by zero" in result["content"]
         assert later[-1]["text"] == "You said: still here"
+
+
+class TestHistory:
+    async def test_history_stays_bounded_over_a_long_conversation(
+        self, settings_factory: Callable[..., Any], shipped_tools: list[Any], scripted: ScriptedProvider
+    ) -> None:
+        @tool(context=True)
+        def history_size(tool_context: ToolContext) -> str:
+            """How many messages the agent holds."""
+            return str(len(tool_context.agent.messages))
+
+        app = create_app(
+            settings_factory(max_history_messages=12),
+            provider=scripted.provider(),
+            tools=[*shipped_tools, history_size],
+        )
+        try:
+            async with connect(app) as ws:
+                await start(ws)
+                for turn in range(25):
+                    text = "calculate 2+2" if turn % 5 == 0 else f"turn {turn}"
+                    await ws.send_text(json.dumps({"text": text}))
+                    await receive_until(ws, "transcript", final=True, role="assistant")
+                await ws.send_text(json.dumps({"text": "use history_size {}"}))
+                seen = await receive_until(ws, "tool_result")
+        finally:
+            await app.state.context.services.http.aclose()
+        assert int(seen[-1]["content"]) <= 12 + 4  # the limit, plus the tool exchange in flight
+        assert len(scripted.model.texts) == 26
