@@ -152,7 +152,11 @@ class Session:
             trim_history(agent.messages, limit)
 
         agent.add_hook(bound_history, MessageAddedEvent)
-        await self._send(dumps(self._session_start(model, options, agent.tool_names)))
+        try:
+            await self._send(dumps(self._session_start(model, options, agent.tool_names)))
+        except _ClientGone as gone:
+            self.outcome = Outcome(_disconnect_reason(gone.code), gone.code, client_gone=True)
+            return
         logger.info(
             "session started: provider=%s model=%s rates in=%d out=%d audio=%s",
             self.context.provider.name,
