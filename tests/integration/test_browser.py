@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from tests.integration.test_server import run_server
 from tests.speech import silence, speech
+from tests.support import ScriptedProvider
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -130,6 +131,26 @@ async def test_the_page_works_with_the_echo_provider(
             await page.wait_for_selector(".bubble.assistant:not(.partial):has-text('hello from the page')")
             await page.click("#mic")  # the echo model plays the microphone back
             await page.wait_for_function("window.voiceStats.playedSamples > 0.5 * 48000")
+        except BaseException:
+            await page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise
+
+
+async def test_the_page_shows_errors_and_reconnects(
+    app_factory: Callable[..., Starlette], scripted: ScriptedProvider, page: Any, tmp_path: Path
+) -> None:
+    async with run_server(app_factory(scripted)) as (_, port):
+        try:
+            await page.goto(f"http://127.0.0.1:{port}/")
+            await page.wait_for_selector("#status[data-state=open]")
+            await page.fill("#message", "fail")  # the scripted model fails: error, close 1011
+            await page.press("#message", "Enter")
+            await page.wait_for_selector(".error:has-text('model_error')")
+            await page.wait_for_function("window.voiceStats.sessions === 2")  # reconnected by itself
+            await page.wait_for_selector("#status[data-state=open]")
+            await page.fill("#message", "still there?")
+            await page.press("#message", "Enter")
+            await page.wait_for_selector(".bubble.assistant:has-text('You said: still there?')")
         except BaseException:
             await page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             raise
