@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from tests.integration.test_server import run_server
 from tests.speech import silence, speech
@@ -151,6 +152,22 @@ async def test_the_page_shows_errors_and_reconnects(
             await page.fill("#message", "still there?")
             await page.press("#message", "Enter")
             await page.wait_for_selector(".bubble.assistant:has-text('You said: still there?')")
+        except BaseException:
+            await page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise
+
+
+async def test_the_page_works_behind_a_path_prefix(
+    app_factory: Callable[..., Starlette], page: Any, tmp_path: Path
+) -> None:
+    prefixed = Starlette(routes=[Mount("/voice", app_factory(None, model_provider="echo"))])
+    async with run_server(prefixed) as (_, port):
+        try:
+            await page.goto(f"http://127.0.0.1:{port}/voice/")
+            await page.wait_for_selector("#status[data-state=open]")  # the socket is /voice/ws
+            await page.fill("#message", "through a prefix")
+            await page.press("#message", "Enter")
+            await page.wait_for_selector(".bubble.assistant:has-text('through a prefix')")
         except BaseException:
             await page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             raise
