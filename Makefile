@@ -35,13 +35,13 @@ test-unit: $(STAMP)
 	$(PY) -m pytest -m "not integration"
 
 lint: $(STAMP)
-	$(PY) -m ruff check app tools tests
-	$(PY) -m ruff format --check app tools tests
+	$(PY) -m ruff check app tools tests bench
+	$(PY) -m ruff format --check app tools tests bench
 	$(PY) -m mypy
 
 format: $(STAMP)
-	$(PY) -m ruff format app tools tests
-	$(PY) -m ruff check --fix app tools tests
+	$(PY) -m ruff format app tools tests bench
+	$(PY) -m ruff check --fix app tools tests bench
 
 bench-local: $(STAMP)
 	$(PY) bench/local_model.py
