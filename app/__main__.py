@@ -21,15 +21,17 @@ def main(argv: list[str] | None = None) -> int:
         # Fail here, with a plain message, rather than inside uvicorn's factory call.
         from app.main import create_app
 
-        create_app(settings)
+        app = create_app(settings)
     except (ConfigError, PluginError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log_config = uvicorn_log_config()
     log_config["loggers"]["app"]["level"] = settings.log_level
     uvicorn.run(
-        "app.main:create_app",
-        factory=True,
+        # Reloading needs an import string (the worker process builds its own app); otherwise
+        # the app already built serves, so startup work (decoders, voices) happens once.
+        "app.main:create_app" if args.reload else app,
+        factory=args.reload,
         host=settings.host,
         port=settings.port,
         reload=args.reload,
