@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
+import anyio
 import pytest
 
 from app.models.local.endpointer import Endpointer, Mark
 from app.models.local.model import split_sentences, unshown_words
+from app.models.local.recognizer import DecoderPool, Recognizer
 from app.models.local.synthesizer import DEFAULT_VOICE, ESPEAK_RATE, Synthesizer, espeak_voice
 from tests.speech import rms, silence, speech
 
@@ -88,3 +92,22 @@ def test_long_text_without_punctuation_is_cut_at_spaces() -> None:
 )
 def test_final_transcript_continues_what_was_shown(shown: str, final: str, rest: str) -> None:
     assert unshown_words(shown.split(), final.split()) == rest.split()
+
+
+async def test_a_decoder_busy_at_shutdown_does_not_break_the_closed_pool() -> None:
+    # A session cancelled mid-recognition hands its decoder back only once the job is
+    # done; if the app shuts the pool down first, that hand-back must not fail.
+    pool = DecoderPool(1)
+    recognizer = Recognizer(pool)
+    await recognizer.begin()
+    busy = asyncio.ensure_future(recognizer.feed(await speech("good morning, how are you today")))
+    await anyio.lowlevel.checkpoint()  # the job starts in the pool's thread
+    busy.cancel()
+    await recognizer.cancel()
+    pool.close()
+    await asyncio.to_thread(pool.executor.shutdown, True)  # the job has finished
+    for _ in range(3):  # let the job's completion callbacks run (a failure is raised by the test runner)
+        await anyio.lowlevel.checkpoint()
+    with contextlib.suppress(asyncio.CancelledError):
+        await busy
+    assert pool.closed

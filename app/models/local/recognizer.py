@@ -60,6 +60,7 @@ class DecoderPool:
         self._built = 0
         self._idle: list[Decoder] = []
         self._available = asyncio.Semaphore(size)
+        self.closed = False
 
     def _build(self) -> Decoder:
         decoder = Decoder(_config(with_lm=self.grammar is None))
@@ -88,6 +89,7 @@ class DecoderPool:
 
     def close(self) -> None:
         """At app shutdown: no new work; threads end once their current job does."""
+        self.closed = True
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._idle.clear()
 
@@ -165,6 +167,8 @@ class Recognizer:
         self._decoder, self._last = None, None
 
         def end_then_release(_: object = None) -> None:
+            if pool.closed:  # the app shut down while the decoder was busy: let it go
+                return
             done = pool.run(_end_quietly, decoder)
             done.add_done_callback(lambda _: pool.release(decoder))
 
