@@ -7,7 +7,6 @@ what it accepts, so a bad deployment fails at startup rather than on the first c
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -143,11 +142,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
     config = Config(env_path if env_path is not None and env_path.is_file() else None, environ=source)
     values: dict[str, Any] = {}
     for f in fields(Settings):
-        raw = config(f.name.upper(), default=None)
-        if raw is not None:
-            values[f.name] = _PARSERS[f.name](f.name.upper(), raw)
+        key = f.name.upper()
+        raw = config(key, default=None)
+        if raw is None:
+            continue
+        parser = _PARSERS.get(f.name)
+        if parser is None:  # a field added without a parser: say so rather than fail with a KeyError
+            raise ConfigError(f"{key} cannot be set from the environment (no parser is defined for it)")
+        values[f.name] = parser(key, raw)
     return Settings(**values)
-
-
-def log_level_number(settings: Settings) -> int:
-    return logging.getLevelNamesMapping()[settings.log_level]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import Settings, load_settings
+from app.config import _PARSERS, Settings, load_settings
 from app.errors import ConfigError
 
 
@@ -89,3 +89,13 @@ def test_env_example_documents_every_setting() -> None:
         key, value = line.split("=", 1)
         if value and key.lower() in Settings.__dataclass_fields__:
             assert load_settings({key: value}, env_file=None) == Settings(), key
+
+
+def test_every_setting_has_a_parser() -> None:
+    assert set(_PARSERS) == set(Settings.__dataclass_fields__)
+
+
+def test_a_setting_without_a_parser_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(_PARSERS, "port")
+    with pytest.raises(ConfigError, match="PORT cannot be set from the environment"):
+        load_settings({"PORT": "9000"}, env_file=None)
