@@ -23,12 +23,11 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import anyio
 from starlette import status
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strands.bidi import BidiAgent
 from strands.bidi.models import AudioCapable, BidiModel
 from strands.bidi.types import AudioDelta
@@ -61,19 +60,15 @@ logger = logging.getLogger(__name__)
 PONG = dumps({"type": "pong"})
 
 
-class SessionState(StrEnum):
-    CONNECTING = "connecting"
-    ACTIVE = "active"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
 @dataclass(frozen=True, slots=True)
 class Outcome:
     reason: str
     close_code: int = status.WS_1000_NORMAL_CLOSURE
     error: SessionError | None = None
     client_gone: bool = False  # the socket is already closed: send nothing more
+
+
+SHUTDOWN = Outcome("server_shutdown", status.WS_1012_SERVICE_RESTART)
 
 
 class _ClientGone(Exception):
@@ -102,7 +97,6 @@ class Session:
         self.id = uuid.uuid4().hex
         self.websocket = websocket
         self.context = context
-        self.state = SessionState.CONNECTING
         self.outcome: Outcome | None = None
         limits = context.settings
         self._audio: asyncio.Queue[bytes] = asyncio.Queue(limits.audio_queue_size)
@@ -120,7 +114,6 @@ class Session:
             await self.websocket.accept()
             await self._serve()
         finally:
-            self.state = SessionState.CLOSED
             registry.discard(self.id)
             outcome = self.outcome
             logger.info(
@@ -145,6 +138,24 @@ class Session:
         except ProtocolError as exc:
             await self._close(Outcome(exc.code, exc.close_code, exc))
             return
+        agent = self._agent(model)
+        try:
+            await self._converse(agent, options, input_rate)
+        except Exception:
+            logger.exception("session failed")
+            self._finish(
+                Outcome("internal_error", status.WS_1011_INTERNAL_ERROR, SessionError("internal error"))
+            )
+        finally:
+            # Also reached when the task is cancelled from outside (a server stopping past
+            # its grace period): the client still gets a close and the model is stopped.
+            self.outcome = self.outcome or SHUTDOWN
+            with anyio.move_on_after(2 * settings.stop_timeout, shield=True):
+                await self._close(self.outcome)
+                await self._stop_agent(agent)
+
+    def _agent(self, model: BidiModel) -> BidiAgent:
+        settings = self.context.settings
         agent = BidiAgent(model=model, tools=list(self.context.tools), system_prompt=settings.system_prompt)
         limit = settings.max_history_messages
 
@@ -152,10 +163,14 @@ class Session:
             trim_history(agent.messages, limit)
 
         agent.add_hook(bound_history, MessageAddedEvent)
+        return agent
+
+    async def _converse(self, agent: BidiAgent, options: ConnectOptions, model_input_rate: int) -> None:
+        model = agent.model
         try:
             await self._send(dumps(self._session_start(model, options, agent.tool_names)))
         except _ClientGone as gone:
-            self.outcome = Outcome(_disconnect_reason(gone.code), gone.code, client_gone=True)
+            self._finish(Outcome(_disconnect_reason(gone.code), gone.code, client_gone=True))
             return
         logger.info(
             "session started: provider=%s model=%s rates in=%d out=%d audio=%s",
@@ -169,23 +184,9 @@ class Session:
             await agent.start(invocation_state={SERVICES_KEY: self.context.services, "session_id": self.id})
         except Exception as exc:
             logger.exception("model failed to start")
-            await self._stop_model(model)
-            await self._close(Outcome("model_error", status.WS_1011_INTERNAL_ERROR, ModelError(str(exc))))
+            self._finish(Outcome("model_error", status.WS_1011_INTERNAL_ERROR, ModelError(str(exc))))
             return
-        self.state = SessionState.ACTIVE
-        try:
-            await self._run(agent, options, input_rate)
-        except Exception:
-            logger.exception("session failed")
-            self._finish(
-                Outcome("internal_error", status.WS_1011_INTERNAL_ERROR, SessionError("internal error"))
-            )
-        finally:
-            self.state = SessionState.CLOSING
-            assert self.outcome is not None
-            with anyio.move_on_after(2 * settings.stop_timeout, shield=True):
-                await self._close(self.outcome)
-                await self._stop_agent(agent)
+        await self._run(agent, options, model_input_rate)
 
     async def _run(self, agent: BidiAgent, options: ConnectOptions, model_input_rate: int) -> None:
         settings = self.context.settings
@@ -226,13 +227,6 @@ class Session:
                 logger.warning("agent stop reported errors: %s", exc)
         if scope.cancelled_caught:
             logger.warning("agent did not stop within %.1fs", self.context.settings.stop_timeout)
-
-    async def _stop_model(self, model: BidiModel) -> None:
-        with anyio.move_on_after(self.context.settings.stop_timeout):
-            try:
-                await model.stop()
-            except Exception as exc:
-                logger.warning("model stop failed: %s", exc)
 
     # the four tasks ------------------------------------------------------------
 
@@ -321,20 +315,24 @@ class Session:
 
     async def _relay(self, agent: BidiAgent, encoder: OutputEncoder) -> None:
         encode, send = encoder.encode, self._send
+        events = agent.receive()
         try:
-            async for event in agent.receive():
+            while True:
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:  # the model (or a tool) failed; our own bugs propagate
+                    self._model_failed(exc)
+                    return
                 for frame in encode(event):
                     await send(frame)
                 if event.get("type") == "bidi_connection_stop":
-                    self._finish(Outcome("model_stop"))
-                    return
+                    break
         except _ClientGone as gone:
             self._finish(Outcome(_disconnect_reason(gone.code), gone.code, client_gone=True))
             return
-        except Exception as exc:
-            self._model_failed(exc)
-            return
-        # receive() ends only after a connection stop; reaching here means the model quit.
+        # receive() ends only after a connection stop: the model ended the conversation.
         self._finish(Outcome("model_stop"))
 
     def _model_failed(self, exc: BaseException) -> None:
@@ -342,21 +340,31 @@ class Session:
         if self.outcome is not None:  # already ending; a follow-on failure is noise
             logger.debug("model error while closing: %s", _describe(exc))
             return
+        if isinstance(exc, SessionError):  # ours, raised through strands (a hook)
+            logger.error("model failed: %s", exc)
+            self._finish(Outcome(exc.code, exc.close_code, exc))
+            return
         logger.error("model failed: %s", _describe(exc))
         self._finish(Outcome("model_error", status.WS_1011_INTERNAL_ERROR, ModelError(_describe(exc))))
 
     # socket ------------------------------------------------------------------
 
     async def _send(self, frame: Frame) -> None:
+        websocket = self.websocket
         try:
             if isinstance(frame, str):
-                await self.websocket.send_text(frame)
+                await websocket.send_text(frame)
             else:
-                await self.websocket.send_bytes(frame)
-        except WebSocketDisconnect as exc:
+                await websocket.send_bytes(frame)
+        except WebSocketDisconnect as exc:  # starlette turns the server's OSError into this
             raise _ClientGone(exc.code) from None
-        # RuntimeError: starlette's "already closed"; the others: the server's stream is gone.
-        except (RuntimeError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):  # a transport's stream is gone
+            raise _ClientGone(status.WS_1006_ABNORMAL_CLOSURE) from None
+        except RuntimeError:
+            # Starlette's "send once a close message has been sent": the socket is already
+            # closed. Any other RuntimeError is a bug and propagates.
+            if websocket.application_state is not WebSocketState.DISCONNECTED:
+                raise
             raise _ClientGone(status.WS_1006_ABNORMAL_CLOSURE) from None
 
     def _session_start(

@@ -1,0 +1,72 @@
+"""How a session ends when something outside it goes wrong: cancelled by the server, or a
+failure in the layer below it that is not a client leaving."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+from starlette.applications import Starlette
+from starlette.types import Message, Receive, Scope, Send
+
+from tests.integration.test_websocket_flows import expect_close, start, wait_closed
+from tests.support import ScriptedProvider, connect, receive_until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+async def test_a_session_cancelled_from_outside_still_closes_1012_and_stops_its_model(
+    app_factory: Callable[..., Starlette], scripted: ScriptedProvider
+) -> None:
+    # What a server does past its graceful-shutdown timeout: cancel the app's task.
+    app = app_factory(scripted)
+    scopes: list[anyio.CancelScope] = []
+
+    async def cancellable(scope: Scope, receive: Receive, send: Send) -> None:
+        with anyio.CancelScope() as cancel:
+            scopes.append(cancel)
+            await app(scope, receive, send)
+
+    async with connect(cancellable) as ws:  # type: ignore[arg-type]
+        await start(ws)
+        await ws.send_text(json.dumps({"type": "text", "text": "stream"}))  # a reply that never ends
+        await receive_until(ws, "audio")
+        scopes[0].cancel()
+        seen, code = await expect_close(ws)
+    assert code == 1012
+    assert seen[-1] == {"type": "connection_close", "reason": "server_shutdown"}
+    with anyio.fail_after(2):
+        await scripted.model.stopped.wait()
+    assert scripted.model.stop_calls == 1
+    await wait_closed(app)
+
+
+async def test_a_failing_send_below_the_session_is_an_internal_error_not_a_disconnect(
+    app_factory: Callable[..., Starlette], scripted: ScriptedProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = app_factory(scripted)
+
+    async def breaks_on_explode(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_or_break(message: Message) -> None:
+            if "explode" in str(message.get("text", "")):
+                raise RuntimeError("a bug below the session")
+            await send(message)
+
+        await app(scope, receive, send_or_break)
+
+    async with connect(breaks_on_explode) as ws:  # type: ignore[arg-type]
+        await start(ws)
+        await ws.send_text(json.dumps({"type": "text", "text": "explode"}))
+        seen, code = await expect_close(ws)
+    assert code == 1011
+    errors: list[dict[str, Any]] = [m for m in seen if isinstance(m, dict) and m.get("type") == "error"]
+    assert errors[0]["code"] == "internal_error"
+    failures = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "app.session"]
+    assert [r.getMessage() for r in failures] == ["session failed"]
+    assert failures[0].exc_info is not None  # logged with its traceback, once
+    assert "a bug below the session" in caplog.text
+    assert "client_disconnect" not in caplog.text
