@@ -31,6 +31,7 @@ def _echo(settings: Settings) -> ModelProvider:
             model_id=settings.model_id or "echo",
             input_sample_rate=settings.input_sample_rate,
             output_sample_rate=settings.output_sample_rate,
+            queue_size=settings.audio_queue_size,
         )
 
     return ModelProvider("echo", build)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from tests.speech import frames, rms, silence, speech
 from tests.support import FakeOpenWeatherMap, connect, of_type, receive_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+asyncio_tasks = asyncio.all_tasks
 
 
 @pytest.fixture
@@ -140,3 +142,51 @@ async def test_text_model_brain_calls_tools_through_the_agent(app_factory: Calla
     assert second["messages"][-1]["role"] == "tool"
     assert "clear sky" in second["messages"][-1]["content"]
     assert len(weather.requests) == 1
+
+
+async def test_user_turns_that_arrive_together_run_one_at_a_time(
+    settings_factory: Callable[..., Any],
+) -> None:
+    # Typed text (the input pump) and an end of speech (the listener) can start turns at
+    # the same moment; here two typed turns arrive while a reply is being spoken.
+    from strands.bidi.types import BidiMessage
+    from strands.types.content import TextBlock
+
+    from app.models.local import LocalModel, local_provider
+
+    provider = local_provider(settings_factory(model_provider="local"))
+    model = provider.build()
+    assert isinstance(model, LocalModel)
+    first_audio = anyio.Event()
+    kinds: list[str] = []
+
+    async def drain() -> None:
+        async for event in model.receive():
+            kinds.append(event["type"])
+            if event["type"] == "bidi_audio_delta":
+                first_audio.set()
+
+    def responding() -> list[Any]:
+        return [
+            t for t in asyncio_tasks() if getattr(t.get_coro(), "__qualname__", "") == "LocalModel._respond"
+        ]
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            await model.start(system_prompt="", tools=[])
+            tasks.start_soon(drain)
+            await model.send(BidiMessage(content=[TextBlock(text="help")]))  # several seconds of speech
+            with anyio.fail_after(10):
+                await first_audio.wait()
+            async with anyio.create_task_group() as turns:
+                turns.start_soon(model.send, BidiMessage(content=[TextBlock(text="good morning")]))
+                turns.start_soon(model.send, BidiMessage(content=[TextBlock(text="hello there")]))
+            assert len(responding()) == 1, "a reply was left running beside the newest one"
+            await model.stop()
+    finally:
+        provider.close()
+    assert not responding()
+    # Replies never overlap: each ends before the next starts (stop() cut off the last one).
+    starts_and_stops = [k for k in kinds if k in ("bidi_response_start", "bidi_response_stop")]
+    assert starts_and_stops == ["bidi_response_start", "bidi_response_stop"] * 2 + ["bidi_response_start"]
+    assert kinds.count("bidi_barge_in") == 2

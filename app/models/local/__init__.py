@@ -55,6 +55,8 @@ def local_provider(settings: Settings) -> ModelProvider:
             output_sample_rate=settings.output_sample_rate,
             silence_ms=settings.end_of_speech_ms,
             audio_lead_s=settings.local_audio_lead_ms / 1000,
+            history_limit=settings.max_history_messages,
+            queue_size=settings.audio_queue_size,
         )
 
     return ModelProvider("local", build, close=decoders.close)

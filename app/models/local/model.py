@@ -104,7 +104,8 @@ class LocalModel(QueuedModel):
         silence_ms: int = 500,
         audio_lead_s: float = 1.0,
         chunk_ms: int = 100,
-        history_limit: int = 40,
+        history_limit: int = 200,
+        queue_size: int = 64,
         model_id: str = "local",
     ) -> None:
         super().__init__(
@@ -117,6 +118,7 @@ class LocalModel(QueuedModel):
         self.audio_lead_s = audio_lead_s
         self._chunk_bytes = output_sample_rate * chunk_ms // 1000 * 2
         self._history_limit = history_limit
+        self._queue_size = queue_size
 
     # BidiModel --------------------------------------------------------------
 
@@ -127,14 +129,17 @@ class LocalModel(QueuedModel):
         messages: Messages | None = None,
         **kwargs: Any,
     ) -> None:
-        self._open_events(64)
-        self._audio: asyncio.Queue[bytes] = asyncio.Queue(50)
+        # Both bounded (backpressure, as in the session): audio waiting for the listener,
+        # and events waiting for the agent's reader.
+        self._open_events(self._queue_size)
+        self._audio: asyncio.Queue[bytes] = asyncio.Queue(self._queue_size)
         self._system_prompt = system_prompt
         self._tools = list(tools or [])
         self._history: Messages = self._seed(messages or [])
         self._endpointer = Endpointer(self.silence_ms)
         self._to_asr = Resampler(self.input_sample_rate, ASR_RATE)
         self._response: asyncio.Task[None] | None = None
+        self._turn_lock = asyncio.Lock()
         self._turn = 0
         self._pending_tools: set[str] = set()
         self._playback_end = 0.0
@@ -201,37 +206,43 @@ class LocalModel(QueuedModel):
         return producing or time.monotonic() < self._playback_end
 
     async def _user_turn(self, text: str) -> None:
-        if self._speaking():
-            await self._barge_in()
-        if self._pending_tools:  # interrupted mid tool call: keep the history well formed
-            self._remember(
-                {
-                    "role": "user",
-                    "content": [
-                        {
-                            "toolResult": {
-                                "toolUseId": i,
-                                "status": "error",
-                                "content": [{"text": "interrupted"}],
+        # Typed text (the input pump) and an end of speech (the listener) both start turns;
+        # one at a time: a new turn barges in on the running one, never runs beside it.
+        async with self._turn_lock:
+            if self._speaking():
+                await self._barge_in()
+            if self._pending_tools:  # interrupted mid tool call: keep the history well formed
+                self._remember(
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "toolResult": {
+                                    "toolUseId": i,
+                                    "status": "error",
+                                    "content": [{"text": "interrupted"}],
+                                }
                             }
-                        }
-                        for i in sorted(self._pending_tools)
-                    ],
-                }
-            )
-            self._pending_tools.clear()
-        self._turn += 1
-        self._remember({"role": "user", "content": [{"text": text}]})
-        self._response = asyncio.create_task(self._respond())
+                            for i in sorted(self._pending_tools)
+                        ],
+                    }
+                )
+                self._pending_tools.clear()
+            self._turn += 1
+            self._remember({"role": "user", "content": [{"text": text}]})
+            self._response = asyncio.create_task(self._respond())
 
     async def _on_tool_results(self, results: list[ToolResultBlock]) -> None:
-        ours = [r for r in results if r.tool_use_id in self._pending_tools]
-        if not ours:
-            return  # results for a turn the user already interrupted
-        self._remember({"role": "user", "content": [dict(r.to_dict()) for r in ours]})  # type: ignore[misc]
-        self._pending_tools.difference_update(r.tool_use_id for r in ours)
-        if not self._pending_tools:
-            self._response = asyncio.create_task(self._respond())
+        async with self._turn_lock:
+            ours = [r for r in results if r.tool_use_id in self._pending_tools]
+            if not ours:
+                return  # results for a turn the user already interrupted
+            self._remember({"role": "user", "content": [dict(r.to_dict()) for r in ours]})  # type: ignore[misc]
+            self._pending_tools.difference_update(r.tool_use_id for r in ours)
+            if not self._pending_tools:
+                if self._response is not None:  # the response that asked for them: let it finish
+                    await asyncio.wait([self._response])
+                self._response = asyncio.create_task(self._respond())
 
     async def _emit(self, event: BidiOutputEvent) -> None:
         assert self._events is not None
