@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -83,7 +83,8 @@ def session_url(url: str, input_rate: int | None) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ClientError(f"{url}: the URL must start with ws:// or wss://", EXIT_USAGE)
-    query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+    # Decoded once here and encoded once below: "token=a%2Fb" stays "a%2Fb".
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
     query["audio"] = "binary"
     if input_rate is not None:
         query["input_sample_rate"] = str(input_rate)

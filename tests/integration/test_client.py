@@ -8,6 +8,7 @@ import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import anyio
 import pytest
@@ -96,6 +97,24 @@ async def test_token_and_headers_are_sent(app_factory: Callable[..., Starlette])
     assert code == 0, err
     assert seen[0][b"authorization"] == b"Bearer s3cret"
     assert seen[0][b"x-tenant"] == b"acme"
+
+
+async def test_query_parameters_in_the_url_reach_the_server_unchanged(
+    app_factory: Callable[..., Starlette],
+) -> None:
+    app = app_factory(None, model_provider="echo")
+    seen: list[dict[str, list[str]]] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            seen.append(parse_qs(scope["query_string"].decode(), keep_blank_values=True))
+        await app(scope, receive, send)
+
+    async with run_server(recording) as (_, port):  # type: ignore[arg-type]
+        url = f"ws://127.0.0.1:{port}/ws?token=a%2Fb%26c&empty=&tenant=acme+corp"
+        code, _, err = await client(url, "--text", "hi")
+    assert code == 0, err
+    assert seen[0] == {"token": ["a/b&c"], "empty": [""], "tenant": ["acme corp"], "audio": ["binary"]}
 
 
 async def test_unreachable_server_exits_3() -> None:
