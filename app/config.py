@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.config import Config
 from starlette.datastructures import Secret
@@ -32,6 +33,7 @@ class Settings:
     model_provider: str = "local"
     model_id: str = ""  # empty: the provider's default
     aws_region: str = "us-east-1"
+    bedrock_endpoint_url: str = ""  # empty: the region's default Bedrock Runtime endpoint
     voice: str = "matthew"
     input_sample_rate: int = 16000
     output_sample_rate: int = 24000
@@ -95,6 +97,17 @@ def _number[N: (int, float)](
     return parse
 
 
+def _https_url(key: str, raw: str) -> str:
+    url = raw.strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    # awscrt speaks HTTP/2 only over TLS; over plain http the duplex stream never starts.
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"{key}={raw!r} is not valid; expected an https:// URL such as https://host[:port]")
+    return url.rstrip("/")
+
+
 def _text(key: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(f"{key} must not be empty")
@@ -105,6 +118,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "model_provider": _choice(PROVIDERS, str.lower),
     "model_id": lambda key, raw: raw.strip(),
     "aws_region": _text,
+    "bedrock_endpoint_url": _https_url,
     "voice": _text,
     "input_sample_rate": _choice(MODEL_SAMPLE_RATES, int),
     "output_sample_rate": _choice(MODEL_SAMPLE_RATES, int),

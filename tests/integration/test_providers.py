@@ -115,6 +115,30 @@ class TestNovaSonicProvider:
         assert (audio["input"]["sample_rate"], audio["output"]["sample_rate"]) == (16000, 24000)
         assert provider.build() is not model  # one model per session
 
+    async def test_the_endpoint_seam_changes_only_a_model_with_an_endpoint(self) -> None:
+        # strands resolves its client config through this name at start(); without
+        # BEDROCK_ENDPOINT_URL the regional endpoint it passes must be left alone.
+        from strands.bidi.models import bedrock
+
+        from app.models.nova_sonic import NovaSonicModel, _endpoint
+
+        regional = "https://bedrock-runtime.eu-north-1.amazonaws.com"
+        resolve = bedrock.AsyncBedrockRuntimeConfig.resolve  # type: ignore[attr-defined]
+        transport = object()  # not used by resolve(); avoids building a default HTTP client
+        config = await resolve(endpoint_uri=regional, region="eu-north-1", transport=transport)
+        assert config.endpoint_uri == regional
+        token = _endpoint.set("https://vpce-1.bedrock-runtime.eu-north-1.vpce.amazonaws.com")
+        try:
+            config = await resolve(endpoint_uri=regional, region="eu-north-1", transport=transport)
+        finally:
+            _endpoint.reset(token)
+        assert config.endpoint_uri == "https://vpce-1.bedrock-runtime.eu-north-1.vpce.amazonaws.com"
+        model = provider_from_settings(
+            Settings(model_provider="nova_sonic", bedrock_endpoint_url="https://fips.example")
+        ).build()
+        assert isinstance(model, NovaSonicModel)
+        assert model.endpoint_url == "https://fips.example"
+
     async def test_session_start_reports_nova_without_touching_the_network(
         self, app_factory: Callable[..., Starlette]
     ) -> None:

@@ -91,6 +91,36 @@ def test_env_example_documents_every_setting() -> None:
             assert load_settings({key: value}, env_file=None) == Settings(), key
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param("", "", id="empty-is-the-regional-default"),
+        pytest.param(
+            "https://vpce-0abc.bedrock-runtime.us-east-1.vpce.amazonaws.com/",
+            "https://vpce-0abc.bedrock-runtime.us-east-1.vpce.amazonaws.com",
+            id="privatelink",
+        ),
+        pytest.param("https://127.0.0.1:8443", "https://127.0.0.1:8443", id="port"),
+    ],
+)
+def test_bedrock_endpoint_url(raw: str, expected: str) -> None:
+    assert load_settings({"BEDROCK_ENDPOINT_URL": raw}, env_file=None).bedrock_endpoint_url == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param("http://bedrock.internal", id="plain-http"),
+        pytest.param("bedrock-runtime.us-east-1.amazonaws.com", id="no-scheme"),
+        pytest.param("https://", id="no-host"),
+        pytest.param("https://host/?x=1", id="query"),
+    ],
+)
+def test_bedrock_endpoint_url_must_be_https(raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"BEDROCK_ENDPOINT_URL=.* expected an https:// URL"):
+        load_settings({"BEDROCK_ENDPOINT_URL": raw}, env_file=None)
+
+
 def test_every_setting_has_a_parser() -> None:
     assert set(_PARSERS) == set(Settings.__dataclass_fields__)
 
