@@ -54,6 +54,9 @@ class Settings:
     stop_timeout: float = 2.0
     input_stall_timeout: float = 10.0
     max_history_messages: int = 200
+    # A model connection that keeps failing: at most this many restarts within the window.
+    model_max_restarts: int = 3
+    model_restart_window: float = 60.0
     tool_http_timeout: float = 5.0
     # The offline `local` model.
     local_brain: str = "rules"
@@ -135,6 +138,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "stop_timeout": _number(float, 0.1, 60.0),
     "input_stall_timeout": _number(float, 0.1, 3600.0),
     "max_history_messages": _number(int, 2, 100_000),
+    "model_max_restarts": _number(int, 0, 1000),
+    "model_restart_window": _number(float, 1.0, 86_400.0),
     "tool_http_timeout": _number(float, 0.1, 120.0),
     "local_brain": _choice(BRAINS, str.lower),
     "local_text_model": lambda key, raw: raw.strip(),

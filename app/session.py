@@ -29,6 +29,7 @@ import anyio
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strands.bidi import BidiAgent
+from strands.bidi.hooks import BidiBeforeConnectionRestartEvent
 from strands.bidi.models import AudioCapable, BidiModel
 from strands.bidi.types import AudioDelta
 from strands.hooks import MessageAddedEvent
@@ -54,6 +55,7 @@ from app.protocol import (
     parse_connect_options,
 )
 from app.registry import SessionRegistry
+from app.restarts import RestartBudget
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +165,8 @@ class Session:
             trim_history(agent.messages, limit)
 
         agent.add_hook(bound_history, MessageAddedEvent)
+        budget = RestartBudget(settings.model_max_restarts, settings.model_restart_window)
+        agent.add_hook(budget.spend, BidiBeforeConnectionRestartEvent)
         return agent
 
     async def _converse(self, agent: BidiAgent, options: ConnectOptions, model_input_rate: int) -> None:
@@ -340,7 +344,7 @@ class Session:
         if self.outcome is not None:  # already ending; a follow-on failure is noise
             logger.debug("model error while closing: %s", _describe(exc))
             return
-        if isinstance(exc, SessionError):  # ours, raised through strands (a hook)
+        if isinstance(exc, SessionError):  # ours, raised through strands (the restart budget)
             logger.error("model failed: %s", exc)
             self._finish(Outcome(exc.code, exc.close_code, exc))
             return

@@ -206,6 +206,23 @@ async def test_a_model_timeout_restarts_the_connection_and_the_next_turn_is_answ
     assert not first.history[1:]  # the first connection had only the system prompt
 
 
+async def test_a_model_that_keeps_timing_out_ends_the_session_after_the_restart_limit(
+    nova_app: Callable[..., Starlette], bedrock: FakeBedrock
+) -> None:
+    bedrock.time_out_every_connection = True
+    app = nova_app(model_max_restarts=2)
+    async with connect(app) as ws:
+        await receive_until(ws, "session_start")
+        seen, code = await expect_close(ws, timeout=20)
+    assert code == 1013
+    assert len(of_type(seen, "connection_restart")) == 3  # two restarts, then the refused third
+    (error,) = of_type(seen, "error")
+    assert (error["code"], error["fatal"]) == ("model_restart_limit", True)
+    assert seen[-1] == {"type": "connection_close", "reason": "model_restart_limit"}
+    assert len(bedrock.streams) == 3  # the first connection and two restarts, no more
+    await wait_closed(app)
+
+
 async def test_a_fatal_model_error_closes_1011_and_the_server_stays_healthy(
     nova_app: Callable[..., Starlette], bedrock: FakeBedrock
 ) -> None:
