@@ -26,6 +26,13 @@ MODEL_SAMPLE_RATES = (8000, 16000, 24000)
 # Rates a client may use; the session resamples between these and the model's.
 CLIENT_SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# MAX_MESSAGE_BYTES bounds: at least a 100 ms audio frame at the highest client rate as
+# base64 JSON (48 kHz: 9600 bytes, 12800 in base64); at most uvicorn's own default, as
+# every connection may buffer one frame of this size.
+MIN_MESSAGE_BYTES = 16 * 1024
+MAX_MESSAGE_BYTES_LIMIT = 16 * 1024 * 1024
+# A text message is sent as JSON: up to 4 UTF-8 bytes a character, plus the object around it.
+TEXT_ENVELOPE_BYTES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +124,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "port": _number(int, 0, 65535),
     "audio_queue_size": _number(int, 1, 100_000),
     "text_queue_size": _number(int, 1, 10_000),
-    "max_message_bytes": _number(int, 1024, 64 * 1024 * 1024),
+    "max_message_bytes": _number(int, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT),
     "max_text_chars": _number(int, 1, 1_000_000),
     "stop_timeout": _number(float, 0.1, 60.0),
     "input_stall_timeout": _number(float, 0.1, 3600.0),
@@ -146,7 +153,20 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         raw = config(f.name.upper(), default=None)
         if raw is not None:
             values[f.name] = _PARSERS[f.name](f.name.upper(), raw)
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_limits(settings)
+    return settings
+
+
+def _check_limits(settings: Settings) -> None:
+    """Limits that only make sense together."""
+    needed = 4 * settings.max_text_chars + TEXT_ENVELOPE_BYTES
+    if needed > settings.max_message_bytes:
+        raise ConfigError(
+            f"MAX_TEXT_CHARS={settings.max_text_chars} needs MAX_MESSAGE_BYTES of at least {needed} "
+            f"(up to 4 UTF-8 bytes a character, plus the JSON around it), but MAX_MESSAGE_BYTES="
+            f"{settings.max_message_bytes}; raise MAX_MESSAGE_BYTES or lower MAX_TEXT_CHARS"
+        )
 
 
 def log_level_number(settings: Settings) -> int:
