@@ -38,8 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PluginError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    log_config = uvicorn_log_config()
-    log_config["loggers"]["app"]["level"] = settings.log_level
     uvicorn.run(
         # Reloading needs an import string (the worker process builds its own app); otherwise
         # the app already built serves, so startup work (decoders, voices) happens once.
@@ -49,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         reload=args.reload,
         reload_dirs=["app", str(settings.tools_dir)] if args.reload else None,
-        log_level=settings.log_level.lower(),
-        log_config=log_config,
+        # Every level is set in log_config: uvicorn's log_level would put its own loggers,
+        # and so websockets' frame and header lines, at DEBUG.
+        log_level=None,
+        log_config=uvicorn_log_config(settings.log_level, settings.debug_loggers),
         **websocket_options(settings),
     )
     return 0

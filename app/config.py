@@ -50,6 +50,8 @@ class Settings:
     tools_dir: Path = Path("tools")
     weather_api_key: Secret = Secret("")  # noqa: RUF009 - immutable; a shared default keeps equality
     log_level: str = "INFO"
+    # Loggers allowed below WARNING although they may log audio, text and secrets.
+    debug_loggers: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8080
     # Limits. Queue sizes are in frames/messages; see Session for the overflow policy.
@@ -103,6 +105,14 @@ def _number[N: (int, float)](
     return parse
 
 
+def _logger_names(key: str, raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigError(f"{key}: {name!r} is not a logger name (e.g. websockets,httpcore)")
+    return names
+
+
 def _text(key: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(f"{key} must not be empty")
@@ -120,6 +130,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "tools_dir": lambda key, raw: Path(raw),
     "weather_api_key": lambda key, raw: Secret(raw),
     "log_level": _choice(LOG_LEVELS, str.upper),
+    "debug_loggers": _logger_names,
     "host": _text,
     "port": _number(int, 0, 65535),
     "audio_queue_size": _number(int, 1, 100_000),

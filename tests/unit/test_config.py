@@ -126,3 +126,11 @@ def test_message_limits_that_cannot_work_are_refused(environ: dict[str, str], ex
 def test_message_limits_that_fit_are_accepted() -> None:
     settings = load_settings({"MAX_MESSAGE_BYTES": "16384", "MAX_TEXT_CHARS": "4080"}, env_file=None)
     assert (settings.max_message_bytes, settings.max_text_chars) == (16384, 4080)
+
+
+def test_debug_loggers_are_logger_names() -> None:
+    settings = load_settings({"DEBUG_LOGGERS": " websockets, strands.bidi ,"}, env_file=None)
+    assert settings.debug_loggers == ("websockets", "strands.bidi")
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DEBUG_LOGGERS": "websockets,http core"}, env_file=None)
+    assert "DEBUG_LOGGERS: 'http core' is not a logger name" in str(info.value)
