@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import uvicorn
 
-from app.config import load_settings
+from app.config import Settings, load_settings
 from app.errors import ConfigError, PluginError
 from app.logs import uvicorn_log_config
+
+# uvicorn's WebSocket implementation, pinned rather than "auto" (which picks by what is
+# installed): websockets' Sans-I/O protocol refuses a frame over `ws_max_size` from its
+# header, before reading the payload, and bounds decompression by the same limit; wsproto
+# reads the frame in and inflates compressed data without a bound before uvicorn counts it.
+WS_IMPLEMENTATION = "websockets-sansio"
+
+
+def websocket_options(settings: Settings) -> dict[str, Any]:
+    """MAX_MESSAGE_BYTES acts at the WebSocket layer: a larger frame is refused with 1009
+    before it is buffered, and never reaches the app (whose own check then never fires)."""
+    return {"ws": WS_IMPLEMENTATION, "ws_max_size": settings.max_message_bytes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PluginError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    log_config = uvicorn_log_config()
-    log_config["loggers"]["app"]["level"] = settings.log_level
     uvicorn.run(
         # Reloading needs an import string (the worker process builds its own app); otherwise
         # the app already built serves, so startup work (decoders, voices) happens once.
@@ -36,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         reload=args.reload,
         reload_dirs=["app", str(settings.tools_dir)] if args.reload else None,
-        log_level=settings.log_level.lower(),
-        log_config=log_config,
+        # Every level is set in log_config: uvicorn's log_level would put its own loggers,
+        # and so websockets' frame and header lines, at DEBUG.
+        log_level=None,
+        log_config=uvicorn_log_config(settings.log_level, settings.debug_loggers),
+        **websocket_options(settings),
     )
     return 0
 

@@ -26,6 +26,13 @@ MODEL_SAMPLE_RATES = (8000, 16000, 24000)
 # Rates a client may use; the session resamples between these and the model's.
 CLIENT_SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# MAX_MESSAGE_BYTES bounds: at least a 100 ms audio frame at the highest client rate as
+# base64 JSON (48 kHz: 9600 bytes, 12800 in base64); at most uvicorn's own default, as
+# every connection may buffer one frame of this size.
+MIN_MESSAGE_BYTES = 16 * 1024
+MAX_MESSAGE_BYTES_LIMIT = 16 * 1024 * 1024
+# A text message is sent as JSON: up to 4 UTF-8 bytes a character, plus the object around it.
+TEXT_ENVELOPE_BYTES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,8 @@ class Settings:
     tools_dir: Path = Path("tools")
     weather_api_key: Secret = Secret("")  # noqa: RUF009 - immutable; a shared default keeps equality
     log_level: str = "INFO"
+    # Loggers allowed below WARNING although they may log audio, text and secrets.
+    debug_loggers: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8080
     # Limits. Queue sizes are in frames/messages; see Session for the overflow policy.
@@ -111,6 +120,14 @@ def _https_url(key: str, raw: str) -> str:
     return url.rstrip("/")
 
 
+def _logger_names(key: str, raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigError(f"{key}: {name!r} is not a logger name (e.g. websockets,httpcore)")
+    return names
+
+
 def _text(key: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(f"{key} must not be empty")
@@ -129,11 +146,12 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "tools_dir": lambda key, raw: Path(raw),
     "weather_api_key": lambda key, raw: Secret(raw),
     "log_level": _choice(LOG_LEVELS, str.upper),
+    "debug_loggers": _logger_names,
     "host": _text,
     "port": _number(int, 0, 65535),
     "audio_queue_size": _number(int, 1, 100_000),
     "text_queue_size": _number(int, 1, 10_000),
-    "max_message_bytes": _number(int, 1024, 64 * 1024 * 1024),
+    "max_message_bytes": _number(int, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT),
     "max_text_chars": _number(int, 1, 1_000_000),
     "stop_timeout": _number(float, 0.1, 60.0),
     "input_stall_timeout": _number(float, 0.1, 3600.0),
@@ -169,4 +187,17 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         if parser is None:  # a field added without a parser: say so rather than fail with a KeyError
             raise ConfigError(f"{key} cannot be set from the environment (no parser is defined for it)")
         values[f.name] = parser(key, raw)
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_limits(settings)
+    return settings
+
+
+def _check_limits(settings: Settings) -> None:
+    """Limits that only make sense together."""
+    needed = 4 * settings.max_text_chars + TEXT_ENVELOPE_BYTES
+    if needed > settings.max_message_bytes:
+        raise ConfigError(
+            f"MAX_TEXT_CHARS={settings.max_text_chars} needs MAX_MESSAGE_BYTES of at least {needed} "
+            f"(up to 4 UTF-8 bytes a character, plus the JSON around it), but MAX_MESSAGE_BYTES="
+            f"{settings.max_message_bytes}; raise MAX_MESSAGE_BYTES or lower MAX_TEXT_CHARS"
+        )

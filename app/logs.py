@@ -1,14 +1,20 @@
-"""Logging with the session id on every line a session produces.
+"""Logging with the session id on every line a session produces, and without secrets.
 
 The id lives in a context variable set by the session's task; asyncio copies context
 into every task created under it (strands' reader and tool tasks too), so a record
 made anywhere in a session, by our code or a library's, can be stamped with it.
+
+No audio, user text or secrets: uvicorn's access lines carry the query string (which may
+hold a token), so its values are redacted; libraries that log frames, payloads or headers
+below WARNING stay at WARNING whatever LOG_LEVEL is, unless named in DEBUG_LOGGERS.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import re
+from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -49,11 +55,114 @@ class SessionFormatter(logging.Formatter):
         return super().format(record)
 
 
-def uvicorn_log_config() -> dict[str, Any]:
+# Loggers that print frames, request bodies, user text or headers below WARNING: httpx
+# logs URLs at INFO, strands' Nova Sonic model previews text at DEBUG, httpcore, botocore
+# and the AWS SDK log requests and headers at DEBUG.
+QUIET_LOGGERS = (
+    "websockets",
+    "httpx",
+    "httpcore",
+    "h11",
+    "h2",
+    "hpack",
+    "urllib3",
+    "botocore",
+    "boto3",
+    "s3transfer",
+    "awscrt",
+    "aws_sdk_bedrock_runtime",
+    "aws_sdk_signers",
+    "smithy_core",
+    "smithy_http",
+    "smithy_json",
+    "smithy_aws_core",
+    "smithy_aws_event_stream",
+    "strands",
+    "openai",
+)
+# uvicorn's own loggers: useful at INFO (startup, accepted connections), never below it:
+# uvicorn hands uvicorn.error to websockets, which logs every frame and header at DEBUG.
+UVICORN_LOGGERS = ("uvicorn.error", "uvicorn.access")
+# Query values kept in logged URLs: the connect options, harmless and useful when debugging
+# a client, and only when short and plain. Every other value (a token, a key) is redacted.
+KEPT_QUERY_KEYS = frozenset({"input_sample_rate", "output_sample_rate", "audio"})
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_]{1,16}")
+REDACTED = "[redacted]"
+
+
+def redact_query(target: str) -> str:
+    """`/ws?token=abc&audio=binary` -> `/ws?token=[redacted]&audio=binary`."""
+    path, sep, query = target.partition("?")
+    if not sep:
+        return target
+    return f"{path}?{'&'.join(_redact_pair(pair) for pair in query.split('&'))}"
+
+
+def _redact_pair(pair: str) -> str:
+    key, sep, value = pair.partition("=")
+    if not sep:  # a bare value, e.g. `/ws?<token>`
+        return REDACTED if pair else pair
+    if key in KEPT_QUERY_KEYS and _PLAIN_VALUE.fullmatch(value):
+        return pair
+    return f"{key}={REDACTED}"
+
+
+class RedactQuery(logging.Filter):
+    """On the handlers: uvicorn passes the path with its query as a format argument of its
+    access lines and its WebSocket `[accepted]` lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("uvicorn") and isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_query(arg) if isinstance(arg, str) and "?" in arg else arg for arg in record.args
+            )
+        return True
+
+
+class ClientFaults(logging.Filter):
+    """On uvicorn.error: uvicorn logs a text frame that is not valid UTF-8 as an ERROR with
+    a traceback, though it is the client's doing and handled (close 1007). Any client can
+    send one, so it must not page an operator: it becomes one INFO line."""
+
+    MESSAGES = frozenset({"Invalid UTF-8 sequence received from client."})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.INFO or not isinstance(record.msg, str):
+            return True
+        if record.msg not in self.MESSAGES:
+            return True
+        record.msg = "closing a WebSocket with 1007: the client sent a text frame that is not UTF-8"
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.exc_info = record.exc_text = None
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
+def uvicorn_log_config(level: str = "INFO", debug_loggers: Sequence[str] = ()) -> dict[str, Any]:
+    """uvicorn's logging config with our format and filters; `level` is LOG_LEVEL for our
+    own loggers, `debug_loggers` the DEBUG_LOGGERS that may go below their floor."""
+
+    def asked(name: str) -> bool:
+        return any(name == wanted or name.startswith(f"{wanted}.") for wanted in debug_loggers)
+
+    def logger(level: str) -> dict[str, Any]:
+        return {"handlers": ["default"], "level": level, "propagate": False}
+
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["formatters"]["default"] = {"()": "app.logs.SessionFormatter"}
-    config["loggers"]["app"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    config["loggers"]["strands"] = {"handlers": ["default"], "level": "WARNING", "propagate": False}
-    # httpx logs full request URLs at INFO, and a URL may carry an API key.
-    config["loggers"]["httpx"] = {"handlers": ["default"], "level": "WARNING", "propagate": False}
+    config["filters"] = {
+        "redact_query": {"()": "app.logs.RedactQuery"},
+        "client_faults": {"()": "app.logs.ClientFaults"},
+    }
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact_query"]
+    loggers = config["loggers"]
+    loggers["app"] = logger(level)
+    at_least_info = "INFO" if level == "DEBUG" else level
+    for name in UVICORN_LOGGERS:
+        loggers[name]["level"] = "DEBUG" if asked(name) else at_least_info
+    loggers["uvicorn.error"]["filters"] = ["client_faults"]
+    for name in QUIET_LOGGERS:
+        loggers[name] = logger("DEBUG" if asked(name) else "WARNING")
+    for name in debug_loggers:
+        loggers.setdefault(name, logger("DEBUG"))["level"] = "DEBUG"
     return config

@@ -2,6 +2,8 @@
 
 See docs/protocol.md. Every rejection is a `ProtocolError` with a specific code; only an
 oversized frame is fatal, because everything else leaves the session in a known state.
+Input a client can craft at will (deep nesting, lone surrogates) gets a coded error here,
+so it never reaches a model or an exception handler.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def _rate(name: str, raw: str | None, default: int) -> int:
     allowed = ", ".join(map(str, CLIENT_SAMPLE_RATES))
     raise ProtocolError(
         "unsupported_sample_rate",
-        f"{name}={raw!r} is not supported; allowed values: {allowed}",
+        f"{name}={_shown(raw)} is not supported; allowed values: {allowed}",
         fatal=True,
         close_code=status.WS_1008_POLICY_VIOLATION,
     )
@@ -83,7 +85,7 @@ def parse_connect_options(query: dict[str, str], input_rate: int, output_rate: i
     except ValueError:
         raise ProtocolError(
             "invalid_query",
-            f"audio={raw_audio!r} is not supported; allowed values: base64, binary",
+            f"audio={_shown(raw_audio)} is not supported; allowed values: base64, binary",
             fatal=True,
             close_code=status.WS_1008_POLICY_VIOLATION,
         ) from None
@@ -124,11 +126,20 @@ class Parser:
         return AudioIn(data)
 
     def text(self, data: str) -> ClientMessage:
-        self._check_size(len(data))
+        # The limit is in bytes, as on the wire. isascii() is O(1) and ASCII (JSON with
+        # base64 audio) is a byte a character; other text is at most 4 bytes a character,
+        # so only text that could be over the limit is encoded to count it.
+        if data.isascii() or 4 * len(data) <= self.max_message_bytes:
+            self._check_size(len(data))
+        else:
+            # surrogatepass: count a lone surrogate (not valid UTF-8) rather than fail on it.
+            self._check_size(len(data.encode("utf-8", "surrogatepass")))
         try:
             obj = json.loads(data)
         except ValueError:
             raise ProtocolError("invalid_json", "text frame is not valid JSON") from None
+        except RecursionError:  # json's C scanner recurses once per level of nesting
+            raise ProtocolError("invalid_json", "text frame nests JSON too deeply") from None
         if not isinstance(obj, dict):
             raise ProtocolError("invalid_message", "a message must be a JSON object")
         kind = obj.get("type")
@@ -148,7 +159,7 @@ class Parser:
         if kind == "end":
             return END
         raise ProtocolError(
-            "unknown_type", f"unknown message type {kind!r}; expected audio, text, ping or end"
+            "unknown_type", f"unknown message type {_shown(kind)}; expected audio, text, ping or end"
         )
 
     def _audio(self, obj: dict[str, Any]) -> AudioIn:
@@ -157,15 +168,17 @@ class Parser:
             raise ProtocolError("invalid_message", "'audio' must be a base64 string")
         rate = obj.get("sample_rate", self.input_sample_rate)
         if rate != self.input_sample_rate:
+            usable = isinstance(rate, int) and rate in CLIENT_SAMPLE_RATES
+            hint = f"; reconnect with input_sample_rate={rate} to use it" if usable else ""
             raise ProtocolError(
                 "unsupported_sample_rate",
-                f"sample_rate {rate!r} does not match this session's input rate "
-                f"{self.input_sample_rate}; reconnect with input_sample_rate={rate} to use it",
+                f"sample_rate {_shown(rate)} does not match this session's input rate "
+                f"{self.input_sample_rate}{hint}",
             )
         fmt = obj.get("format", AUDIO_FORMAT)
         if fmt not in ACCEPTED_AUDIO_FORMATS:
             raise ProtocolError(
-                "unsupported_format", f"audio format {fmt!r} is not supported; allowed values: pcm16"
+                "unsupported_format", f"audio format {_shown(fmt)} is not supported; allowed values: pcm16"
             )
         if obj.get("channels", 1) != 1:
             raise ProtocolError("unsupported_format", "only mono audio (channels=1) is supported")
@@ -186,4 +199,23 @@ class Parser:
             raise ProtocolError(
                 "text_too_long", f"text of {len(text)} characters exceeds the limit of {self.max_text_chars}"
             )
+        if not text.isascii():
+            # JSON may escape a lone surrogate ("\ud800"): a str that no model, speech engine
+            # or socket can encode, so it is refused here rather than failing the session later.
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                raise ProtocolError(
+                    "invalid_text", "text contains an unpaired surrogate code point (not valid Unicode)"
+                ) from None
         return TextIn(text)
+
+
+def _shown(value: object) -> str:
+    """A client value for an error message: short, and never a client-sized string."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 32 else repr(value[:32]) + "..."
+    if value is None or isinstance(value, (bool, int, float)):
+        shown = repr(value)
+        return shown if len(shown) <= 32 else shown[:32] + "..."
+    return f"<{type(value).__name__}>"

@@ -129,3 +129,48 @@ def test_a_setting_without_a_parser_is_a_config_error(monkeypatch: pytest.Monkey
     monkeypatch.delitem(_PARSERS, "port")
     with pytest.raises(ConfigError, match="PORT cannot be set from the environment"):
         load_settings({"PORT": "9000"}, env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        pytest.param(
+            {"MAX_MESSAGE_BYTES": str(64 * 1024 * 1024)},
+            "MAX_MESSAGE_BYTES='67108864' is not valid; expected a number from 16384 to 16777216",
+            id="above-uvicorn-default",
+        ),
+        pytest.param(
+            {"MAX_MESSAGE_BYTES": "4096"},
+            "MAX_MESSAGE_BYTES='4096' is not valid; expected a number from 16384",
+            id="below-one-audio-frame",
+        ),
+        pytest.param(
+            {"MAX_TEXT_CHARS": "300000"},
+            "MAX_TEXT_CHARS=300000 needs MAX_MESSAGE_BYTES of at least 1200064 "
+            "(up to 4 UTF-8 bytes a character, plus the JSON around it), but MAX_MESSAGE_BYTES=1048576",
+            id="text-cannot-fit",
+        ),
+        pytest.param(
+            {"MAX_MESSAGE_BYTES": "16384", "MAX_TEXT_CHARS": "8000"},
+            "MAX_TEXT_CHARS=8000 needs MAX_MESSAGE_BYTES of at least 32064",
+            id="text-cannot-fit-small-frames",
+        ),
+    ],
+)
+def test_message_limits_that_cannot_work_are_refused(environ: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ, env_file=None)
+    assert expected in str(info.value)
+
+
+def test_message_limits_that_fit_are_accepted() -> None:
+    settings = load_settings({"MAX_MESSAGE_BYTES": "16384", "MAX_TEXT_CHARS": "4080"}, env_file=None)
+    assert (settings.max_message_bytes, settings.max_text_chars) == (16384, 4080)
+
+
+def test_debug_loggers_are_logger_names() -> None:
+    settings = load_settings({"DEBUG_LOGGERS": " websockets, strands.bidi ,"}, env_file=None)
+    assert settings.debug_loggers == ("websockets", "strands.bidi")
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DEBUG_LOGGERS": "websockets,http core"}, env_file=None)
+    assert "DEBUG_LOGGERS: 'http core' is not a logger name" in str(info.value)

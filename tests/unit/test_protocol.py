@@ -85,3 +85,48 @@ def test_connect_rate_refused_with_allowed_values() -> None:
         parse_connect_options({"output_sample_rate": "96000"}, 16000, 24000)
     assert info.value.close_code == 1008
     assert "allowed values: 8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000" in info.value.message
+
+
+def test_text_frame_size_is_counted_in_utf8_bytes(parser: Parser) -> None:
+    emoji = '{"text":"' + "\U0001f600" * 1100 + '"}'  # 1111 characters, 4411 bytes: over 4096
+    assert len(emoji) < parser.max_message_bytes < len(emoji.encode())
+    with pytest.raises(ProtocolError) as info:
+        parser.text(emoji)
+    assert (info.value.code, info.value.close_code) == ("message_too_large", 1009)
+    assert "4411 bytes" in info.value.message
+    # at the limit in bytes is fine (then judged on its own: too long for this parser)
+    accents = '{"text":"' + "é" * 2042 + 'e"}'  # 2 * 2042 + 1 + 11 = 4096 bytes
+    assert len(accents.encode()) == parser.max_message_bytes
+    with pytest.raises(ProtocolError) as info:
+        parser.text(accents)
+    assert info.value.code == "text_too_long"
+
+
+def test_lone_surrogate_text_is_refused_before_any_model(parser: Parser) -> None:
+    for frame in ('{"text":"\\ud800"}', '{"type":"text","text":"hi \\udfff"}'):
+        with pytest.raises(ProtocolError) as info:
+            parser.text(frame)
+        assert (info.value.code, info.value.fatal) == ("invalid_text", False)
+    assert parser.text('{"text":"\\ud83d\\ude00"}') == TextIn("\U0001f600")  # a pair is one character
+
+
+def test_deeply_nested_json_is_invalid_json_not_a_crash() -> None:
+    parser = Parser(input_sample_rate=16000, max_message_bytes=1_048_576, max_text_chars=20)
+    with pytest.raises(ProtocolError) as info:
+        parser.text("[" * 100_000)
+    assert (info.value.code, info.value.fatal) == ("invalid_json", False)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"' + "x" * 3000 + '"}',
+        '{"type":' + "[" * 500 + "]" * 500 + "}",
+        '{"type":"audio","audio":"AAA=","sample_rate":"' + "9" * 3000 + '"}',
+        '{"type":"audio","audio":"AAA=","format":"' + "f" * 3000 + '"}',
+    ],
+)
+def test_error_messages_do_not_echo_client_sized_values(parser: Parser, frame: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parser.text(frame)
+    assert len(info.value.message) < 150

@@ -1,0 +1,190 @@
+"""Server memory under oversized frames, measured on a real `python -m app` on loopback.
+
+Starts `python -m app` (MODEL_PROVIDER=echo), runs one normal session to warm it up, then
+reads its RSS. Then CLIENTS connections at once each send one binary frame of FRAME_MIB
+MiB, streamed from a raw socket (masked with a zero key, so the client holds only one
+64 KiB chunk), and wait for the server's close. Once /health reports no session, RSS is
+read again, with the peak (VmHWM).
+
+    .venv/bin/python bench/oversized_frames.py --clients 30 --frame-mib 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import contextlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+CHUNK = 64 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
+
+
+@contextlib.contextmanager
+def server(port: int, extra_env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    env = {**os.environ, "PORT": str(port), "MODEL_PROVIDER": "echo", "LOG_LEVEL": "INFO", **extra_env}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ready = threading.Event()
+
+    def drain() -> None:  # keeps the pipe from filling up; flags readiness
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "Uvicorn running on" in line:
+                ready.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        if not ready.wait(60):
+            raise RuntimeError("server did not start within 60 s")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        reader.join(timeout=10)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+async def handshake(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(head.decode(errors="replace"))
+    return reader, writer
+
+
+async def read_close_code(reader: asyncio.StreamReader) -> int:
+    """Skips server frames up to the close frame; returns its code (1006 on EOF)."""
+    try:
+        while True:
+            b0, b1 = await reader.readexactly(2)
+            length = b1 & 0x7F
+            if length == 126:
+                (length,) = struct.unpack("!H", await reader.readexactly(2))
+            elif length == 127:
+                (length,) = struct.unpack("!Q", await reader.readexactly(8))
+            payload = await reader.readexactly(length)
+            if b0 & 0x0F == 0x8:
+                return int(struct.unpack("!H", payload[:2])[0]) if len(payload) >= 2 else 1005
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return 1006
+
+
+async def oversized_client(port: int, size: int) -> str:
+    reader, writer = await handshake(port)
+    try:
+        writer.write(struct.pack("!BBQ", 0x82, 0x80 | 127, size) + b"\0\0\0\0")
+        zeros = bytes(CHUNK)
+        sent = 0
+        try:
+            while sent < size:
+                writer.write(zeros[: min(CHUNK, size - sent)])
+                await writer.drain()
+                sent += CHUNK
+        except ConnectionError:
+            pass  # the server refused the frame and closed; its close frame may still be readable
+        return str(await asyncio.wait_for(read_close_code(reader), 30))
+    except (TimeoutError, ConnectionError) as exc:
+        return type(exc).__name__
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def idle(port: int) -> None:
+    async with httpx.AsyncClient() as client:
+        deadline = time.monotonic() + 30
+        while (await client.get(f"http://127.0.0.1:{port}/health")).json()["sessions"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("sessions still open after 30 s")
+            await asyncio.sleep(0.1)
+
+
+async def warm_up(port: int) -> None:
+    reader, writer = await handshake(port)
+    text = json.dumps({"type": "text", "text": "warm up"}).encode()
+    writer.write(struct.pack("!BB", 0x81, 0x80 | len(text)) + b"\0\0\0\0" + text)
+    writer.write(struct.pack("!BB", 0x88, 0x80 | 2) + b"\0\0\0\0" + struct.pack("!H", 1000))
+    await writer.drain()
+    await asyncio.wait_for(read_close_code(reader), 30)
+    writer.close()
+    await idle(port)
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    port = free_port()
+    extra = {"MAX_MESSAGE_BYTES": str(args.max_message_bytes)} if args.max_message_bytes else {}
+    with server(port, extra) as process:
+        await warm_up(port)
+        before = memory_mb(process.pid)
+        started = time.monotonic()
+        size = int(args.frame_mib * 1024 * 1024)
+        results = await asyncio.gather(*(oversized_client(port, size) for _ in range(args.clients)))
+        elapsed = time.monotonic() - started
+        await idle(port)
+        after = memory_mb(process.pid)
+    return {
+        "clients": args.clients,
+        "frame_mib": args.frame_mib,
+        "rss_before_mb": round(before["VmRSS"], 1),
+        "rss_after_mb": round(after["VmRSS"], 1),
+        "peak_rss_mb": round(after["VmHWM"], 1),
+        "close_codes": dict(collections.Counter(results)),
+        "seconds": round(elapsed, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--clients", type=int, default=30)
+    parser.add_argument("--frame-mib", type=float, default=16)
+    parser.add_argument("--max-message-bytes", type=int, default=0, help="MAX_MESSAGE_BYTES (default: unset)")
+    print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))
+
+
+if __name__ == "__main__":
+    main()
