@@ -54,6 +54,8 @@ class Settings:
     input_stall_timeout: float = 10.0
     max_history_messages: int = 200
     tool_http_timeout: float = 5.0
+    tool_timeout: float = 10.0
+    tool_processes: int = 2
     # The offline `local` model.
     local_brain: str = "rules"
     local_text_model: str = ""
@@ -123,6 +125,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "input_stall_timeout": _number(float, 0.1, 3600.0),
     "max_history_messages": _number(int, 2, 100_000),
     "tool_http_timeout": _number(float, 0.1, 120.0),
+    "tool_timeout": _number(float, 0.1, 300.0),
+    "tool_processes": _number(int, 1, 64),
     "local_brain": _choice(BRAINS, str.lower),
     "local_text_model": lambda key, raw: raw.strip(),
     "local_text_model_api_key": lambda key, raw: Secret(raw),
