@@ -67,6 +67,8 @@ class Settings:
     model_max_restarts: int = 3
     model_restart_window: float = 60.0
     tool_http_timeout: float = 5.0
+    tool_timeout: float = 10.0
+    tool_processes: int = 2
     # The offline `local` model.
     local_brain: str = "rules"
     local_text_model: str = ""
@@ -159,6 +161,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "model_max_restarts": _number(int, 0, 1000),
     "model_restart_window": _number(float, 1.0, 86_400.0),
     "tool_http_timeout": _number(float, 0.1, 120.0),
+    "tool_timeout": _number(float, 0.1, 300.0),
+    "tool_processes": _number(int, 1, 64),
     "local_brain": _choice(BRAINS, str.lower),
     "local_text_model": lambda key, raw: raw.strip(),
     "local_text_model_api_key": lambda key, raw: Secret(raw),

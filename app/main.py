@@ -28,6 +28,8 @@ from app.models import ModelProvider, provider_from_settings
 from app.plugins import ToolServices, load_tools
 from app.registry import SessionRegistry
 from app.session import Session, SessionContext
+from app.timed_tool import TimedTool
+from app.workers import ProcessWorkers
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -42,11 +44,12 @@ def create_app(
     settings = settings or load_settings()
     install_record_factory()
     http = httpx.AsyncClient(transport=http_transport, timeout=settings.tool_http_timeout)
+    offered = tools if tools is not None else load_tools(settings.tools_dir)
     context = SessionContext(
         settings=settings,
         provider=provider or provider_from_settings(settings),
-        tools=tuple(tools) if tools is not None else tuple(load_tools(settings.tools_dir)),
-        services=ToolServices(settings=settings, http=http),
+        tools=tuple(TimedTool(tool, settings.tool_timeout) for tool in offered),
+        services=ToolServices(settings=settings, http=http, workers=ProcessWorkers(settings.tool_processes)),
         registry=SessionRegistry(),
     )
 
@@ -67,7 +70,7 @@ def create_app(
         try:
             yield
         finally:
-            await http.aclose()
+            await context.services.aclose()
             context.provider.close()
 
     app = Starlette(

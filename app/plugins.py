@@ -4,8 +4,9 @@ Each strands `@tool` (any `AgentTool`) a module defines at top level is register
 module that fails to import, or a tool name defined twice, stops startup with an error
 naming the file. Files whose names start with `_` are skipped (helpers, `__init__`).
 
-Tools reach shared services (settings, the pooled HTTP client) through
-`services(tool_context)` rather than globals, so tests can hand them a mock transport.
+Tools reach shared services (settings, the pooled HTTP client, the worker processes for
+CPU-bound work) through `services(tool_context)` rather than globals, so tests can hand
+them a mock transport.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from strands.types.tools import AgentTool, ToolContext
 
 from app.config import Settings
 from app.errors import PluginError
+from app.workers import ProcessWorkers
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,13 @@ _MODULE_PREFIX = "voice_agent_tools"
 class ToolServices:
     settings: Settings
     http: httpx.AsyncClient
+    workers: ProcessWorkers
+
+    async def aclose(self) -> None:
+        try:
+            await self.http.aclose()
+        finally:
+            await self.workers.aclose()
 
 
 def services(tool_context: ToolContext[Any]) -> ToolServices:

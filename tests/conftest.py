@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +65,13 @@ async def app_factory(
         provider: ScriptedProvider | None = None,
         settings: Settings | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        tools: Sequence[Any] | None = None,
         **setting_overrides: Any,
     ) -> Starlette:
         app = create_app(
             settings or settings_factory(**setting_overrides),
             provider=provider.provider() if provider is not None else None,
-            tools=shipped_tools,
+            tools=tools if tools is not None else shipped_tools,
             http_transport=http_transport,
         )
         made.append(app)
@@ -78,7 +79,7 @@ async def app_factory(
 
     yield make
     for app in made:  # lifespan does not run under the ASGI WebSocket transport
-        await app.state.context.services.http.aclose()
+        await app.state.context.services.aclose()
         app.state.context.provider.close()
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
@@ -254,3 +255,12 @@ class FakeOpenWeatherMap:
 
 def of_type(messages: list[Any], kind: str) -> list[dict[str, Any]]:
     return [m for m in messages if isinstance(m, dict) and m.get("type") == kind]
+
+
+def gone(pid: int) -> bool:
+    """Whether no process (not even an unreaped zombie) has this id."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False

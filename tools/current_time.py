@@ -10,6 +10,13 @@ from strands import tool
 
 
 @cache
+def _zones() -> dict[str, str]:
+    # "europe/paris" -> "Europe/Paris": only these keys ever reach ZoneInfo, which reads a
+    # file named by its key and puts that file's full path into some of its errors.
+    return {zone.lower(): zone for zone in available_timezones()}
+
+
+@cache
 def _zones_by_city() -> dict[str, str]:
     # "Asia/Tokyo" -> "tokyo", "America/New_York" -> "new york"
     return {zone.rsplit("/", 1)[-1].replace("_", " ").lower(): zone for zone in available_timezones()}
@@ -19,15 +26,16 @@ def resolve_zone(name: str) -> ZoneInfo:
     cleaned = name.strip()
     if cleaned.upper() in ("UTC", "GMT", "Z"):
         return ZoneInfo("UTC")
+    zone = _zones().get(cleaned.lower()) or _zones_by_city().get(cleaned.replace("_", " ").lower())
+    if zone is None:
+        shown = cleaned if len(cleaned) <= 40 else cleaned[:40] + "..."
+        raise ValueError(
+            f"unknown time zone {shown!r}; use an IANA name such as 'Europe/Paris' or 'Asia/Tokyo'"
+        )
     try:
-        return ZoneInfo(cleaned)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = _zones_by_city().get(cleaned.replace("_", " ").lower())
-        if zone is None:
-            raise ValueError(
-                f"unknown time zone {name!r}; use an IANA name such as 'Europe/Paris' or 'Asia/Tokyo'"
-            ) from None
         return ZoneInfo(zone)
+    except (OSError, ValueError, ZoneInfoNotFoundError):  # a damaged zone file: keep its path out
+        raise ValueError(f"the data for time zone {zone!r} cannot be read") from None
 
 
 @tool

@@ -81,9 +81,23 @@ def serve_subprocess(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
         yield process
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a frozen event loop never handles SIGTERM
+            process.kill()
+            process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+async def wait_ready(process: subprocess.Popen[str]) -> None:
+    """Wait for uvicorn's own readiness line (needs LOG_LEVEL=INFO)."""
+    assert process.stderr is not None
+    with anyio.fail_after(30):
+        while "Application startup complete" not in (
+            line := await anyio.to_thread.run_sync(process.stderr.readline)
+        ):
+            assert line, "server exited before it was ready"
 
 
 def free_port() -> int:
@@ -96,12 +110,7 @@ def free_port() -> int:
 async def test_python_m_app_serves_ws_and_health() -> None:
     port = free_port()
     with serve_subprocess({"PORT": str(port), "MODEL_PROVIDER": "echo", "LOG_LEVEL": "INFO"}) as process:
-        assert process.stderr is not None
-        with anyio.fail_after(30):  # wait for uvicorn's own readiness line
-            while "Application startup complete" not in (
-                line := await anyio.to_thread.run_sync(process.stderr.readline)
-            ):
-                assert line, "server exited before it was ready"
+        await wait_ready(process)
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"http://127.0.0.1:{port}/health")).json()["status"] == "ok"
             async with aconnect_ws(f"ws://127.0.0.1:{port}/ws", client) as ws:

@@ -479,6 +479,6 @@ class TestHistory:
                 await ws.send_text(json.dumps({"text": "use history_size {}"}))
                 seen = await receive_until(ws, "tool_result")
         finally:
-            await app.state.context.services.http.aclose()
+            await app.state.context.services.aclose()
         assert int(seen[-1]["content"]) <= 12 + 4  # the limit, plus the tool exchange in flight
         assert len(scripted.model.texts) == 26

@@ -69,6 +69,13 @@ def test_missing_env_file_is_fine(tmp_path: Path) -> None:
         ),
         pytest.param("AUDIO_QUEUE_SIZE", "0", "AUDIO_QUEUE_SIZE='0'", id="queue"),
         pytest.param("SYSTEM_PROMPT", "  ", "SYSTEM_PROMPT must not be empty", id="prompt"),
+        pytest.param(
+            "TOOL_TIMEOUT",
+            "0",
+            "TOOL_TIMEOUT='0' is not valid; expected a number from 0.1 to 300.0",
+            id="tool-timeout",
+        ),
+        pytest.param("TOOL_PROCESSES", "0", "expected a number from 1 to 64", id="tool-processes"),
     ],
 )
 def test_invalid_value_names_variable_and_allowed_values(key: str, value: str, expected: str) -> None:

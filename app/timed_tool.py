@@ -1,0 +1,81 @@
+"""`TimedTool`: every tool call gets a deadline, TOOL_TIMEOUT seconds.
+
+`create_app` wraps each tool it offers (plugins, and tools handed to it directly). A call
+still running at the deadline is cancelled and the model gets an error result saying the
+tool timed out; the session goes on. The wrapper keeps the tool's name and spec and the
+strands stream contract: the inner tool's events pass through, the last is the result.
+
+Cancelling reaches an `async` tool at its next `await`. A plain `def` tool runs in a
+thread that cannot be stopped: the model gets the error result on time, but the thread
+runs on to its end. Work that may run long on the CPU belongs in `ProcessWorkers`, whose
+processes are killed when their call is cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from strands.types.events import ToolResultEvent
+from strands.types.tools import AgentTool, ToolGenerator, ToolSpec, ToolUse
+
+logger = logging.getLogger(__name__)
+
+
+class TimedTool(AgentTool):
+    def __init__(self, tool: AgentTool, timeout: float) -> None:
+        super().__init__()
+        self.tool = tool
+        self.timeout = timeout
+        if tool.is_dynamic:
+            self.mark_dynamic()
+
+    @property
+    def tool_name(self) -> str:
+        return self.tool.tool_name
+
+    @property
+    def tool_spec(self) -> ToolSpec:
+        return self.tool.tool_spec
+
+    @property
+    def tool_type(self) -> str:
+        return self.tool.tool_type
+
+    @property
+    def supports_hot_reload(self) -> bool:
+        return self.tool.supports_hot_reload
+
+    def get_display_properties(self) -> dict[str, str]:
+        return self.tool.get_display_properties()
+
+    async def stream(
+        self, tool_use: ToolUse, invocation_state: dict[str, Any], **kwargs: Any
+    ) -> ToolGenerator:
+        events = self.tool.stream(tool_use, invocation_state, **kwargs)
+        deadline = anyio.current_time() + self.timeout
+        try:
+            while True:
+                # The deadline covers only the inner tool's own steps; nothing is yielded
+                # inside the scope, so its cancellation cannot land in the consumer's code.
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    try:
+                        event = await anext(events)
+                    except StopAsyncIteration:
+                        return
+                if scope.cancel_called:
+                    break
+                yield event
+        finally:
+            await events.aclose()
+        logger.warning("tool %s timed out after %gs", self.tool_name, self.timeout)
+        message = f"{self.tool_name} timed out after {self.timeout:g} seconds"
+        yield ToolResultEvent(
+            {
+                "toolUseId": str(tool_use.get("toolUseId")),
+                "status": "error",
+                "content": [{"text": f"Error: {message}"}],
+            },
+            exception=TimeoutError(message),
+        )

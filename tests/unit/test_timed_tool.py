@@ -1,0 +1,98 @@
+"""TimedTool around real strands tools: same face, same stream, and a deadline."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import anyio
+import pytest
+from strands import tool
+from strands.types.events import ToolResultEvent
+from strands.types.tools import AgentTool, ToolUse
+
+from app.timed_tool import TimedTool
+
+pytestmark = pytest.mark.anyio
+
+
+@tool
+async def progress(steps: int) -> AsyncGenerator[str, None]:
+    """Reports progress, then finishes.
+
+    Args:
+        steps: How many steps to report.
+    """
+    for step in range(steps):
+        yield f"step {step}"
+    yield "done"
+
+
+async def run(agent_tool: AgentTool, tool_input: dict[str, Any]) -> list[Any]:
+    tool_use: ToolUse = {"toolUseId": "t-1", "name": agent_tool.tool_name, "input": tool_input}
+    return [event async for event in agent_tool.stream(tool_use, {})]
+
+
+async def test_keeps_the_tools_face() -> None:
+    timed = TimedTool(progress, 5.0)
+    assert timed.tool_name == "progress"
+    assert timed.tool_spec == progress.tool_spec
+    assert timed.tool_type == progress.tool_type
+    assert timed.get_display_properties() == progress.get_display_properties()
+
+
+async def test_passes_the_stream_through_and_ends_with_the_result() -> None:
+    events = await run(TimedTool(progress, 5.0), {"steps": 2})
+    assert [e["tool_stream_event"]["data"] for e in events if e.get("type") == "tool_stream"] == [
+        "step 0",
+        "step 1",
+        "done",
+    ]
+    assert isinstance(events[-1], ToolResultEvent)
+    assert events[-1].tool_result == {"toolUseId": "t-1", "status": "success", "content": [{"text": "done"}]}
+
+
+async def test_an_async_tool_past_its_deadline_is_cancelled_with_an_error_result() -> None:
+    cancelled = threading.Event()
+
+    @tool
+    async def stuck() -> str:
+        """Waits for ever."""
+        try:
+            await anyio.Event().wait()
+        finally:
+            cancelled.set()
+        return "never"
+
+    started = time.monotonic()
+    events = await run(TimedTool(stuck, 0.2), {})
+    elapsed = time.monotonic() - started
+    assert events[-1].tool_result == {
+        "toolUseId": "t-1",
+        "status": "error",
+        "content": [{"text": "Error: stuck timed out after 0.2 seconds"}],
+    }
+    assert isinstance(events[-1].exception, TimeoutError)
+    assert cancelled.is_set()
+    assert 0.2 <= elapsed < 1.2
+
+
+async def test_a_sync_tool_past_its_deadline_gets_an_error_result_on_time() -> None:
+    release, finished = threading.Event(), threading.Event()
+
+    @tool
+    def blocking() -> str:
+        """Blocks its thread."""
+        release.wait(10)
+        finished.set()
+        return "late"
+
+    events = await run(TimedTool(blocking, 0.2), {})
+    assert events[-1].tool_result["status"] == "error"
+    assert "blocking timed out after 0.2 seconds" in events[-1].tool_result["content"][0]["text"]
+    # The thread cannot be cancelled: it is still there, and ends when let go.
+    assert not finished.is_set()
+    release.set()
+    assert await anyio.to_thread.run_sync(finished.wait, 5)
