@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 import uvicorn
 
-from app.config import Settings, load_settings
+from app.config import load_settings
 from app.errors import ConfigError, PluginError
 from app.logs import uvicorn_log_config
-
-# uvicorn's WebSocket implementation, pinned rather than "auto" (which picks by what is
-# installed): websockets' Sans-I/O protocol refuses a frame over `ws_max_size` from its
-# header, before reading the payload, and bounds decompression by the same limit; wsproto
-# reads the frame in and inflates compressed data without a bound before uvicorn counts it.
-WS_IMPLEMENTATION = "websockets-sansio"
-
-
-def websocket_options(settings: Settings) -> dict[str, Any]:
-    """MAX_MESSAGE_BYTES acts at the WebSocket layer: a larger frame is refused with 1009
-    before it is buffered, and never reaches the app (whose own check then never fires)."""
-    return {"ws": WS_IMPLEMENTATION, "ws_max_size": settings.max_message_bytes}
+from app.serving import websocket_options
 
 
 def main(argv: list[str] | None = None) -> int:

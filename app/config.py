@@ -55,6 +55,9 @@ class Settings:
     debug_loggers: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8080
+    # WebSocket keepalive: a ping every interval; no pong within the timeout closes (1011).
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
     # Limits. Queue sizes are in frames/messages; see Session for the overflow policy.
     audio_queue_size: int = 64
     text_queue_size: int = 16
@@ -151,6 +154,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "debug_loggers": _logger_names,
     "host": _text,
     "port": _number(int, 0, 65535),
+    "ws_ping_interval": _number(float, 0.1, 3600.0),
+    "ws_ping_timeout": _number(float, 0.1, 3600.0),
     "audio_queue_size": _number(int, 1, 100_000),
     "text_queue_size": _number(int, 1, 10_000),
     "max_message_bytes": _number(int, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT),

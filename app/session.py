@@ -56,6 +56,7 @@ from app.protocol import (
 )
 from app.registry import SessionRegistry
 from app.restarts import RestartBudget
+from app.serving import KEEPALIVE_TIMEOUT
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +252,8 @@ class Session:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 code = message.get("code", status.WS_1005_NO_STATUS_RCVD)
-                self._finish(Outcome(_disconnect_reason(code), code, client_gone=True))
+                reason = _disconnect_reason(code, message.get("reason") or "")
+                self._finish(Outcome(reason, code, client_gone=True))
                 return
             try:
                 data = message.get("bytes")
@@ -396,10 +398,18 @@ def _model_rates(model: BidiModel, settings: Settings) -> tuple[int, int]:
     return settings.input_sample_rate, settings.output_sample_rate
 
 
-def _disconnect_reason(code: int) -> str:
-    if code == status.WS_1012_SERVICE_RESTART:
-        return "server_shutdown"
-    return "client_disconnect"
+# Closes the server made before the app saw anything (uvicorn's WebSocket layer), by code.
+_SERVER_CLOSES = {
+    status.WS_1012_SERVICE_RESTART: "server_shutdown",
+    status.WS_1009_MESSAGE_TOO_BIG: "message_too_large",
+    status.WS_1007_INVALID_FRAME_PAYLOAD_DATA: "invalid_utf8",
+}
+
+
+def _disconnect_reason(code: int, reason: str = "") -> str:
+    if code == status.WS_1011_INTERNAL_ERROR and reason == KEEPALIVE_TIMEOUT:
+        return "keepalive_timeout"
+    return _SERVER_CLOSES.get(code, "client_disconnect")
 
 
 def _describe(exc: BaseException) -> str:

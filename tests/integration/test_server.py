@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -34,9 +35,10 @@ def listening_socket() -> socket.socket:
 
 
 @asynccontextmanager
-async def run_server(app: Starlette) -> AsyncIterator[tuple[uvicorn.Server, int]]:
+async def run_server(app: Starlette, **options: Any) -> AsyncIterator[tuple[uvicorn.Server, int]]:
+    """`app` on a real uvicorn on a free port; `options` are more of uvicorn's settings."""
     sock = listening_socket()
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **options)
     server = uvicorn.Server(config)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(server.serve, [sock])

@@ -210,7 +210,7 @@ async def test_frame_over_max_message_bytes_is_refused_by_the_websocket_layer(
     # the close (the app's own check would have sent one); the close reason says why.
     assert closed.rcvd.reason == reason
     assert seen == []
-    await log.wait_for(f"[session={session_id}] session closed: reason=client_disconnect code=1009")
+    await log.wait_for(f"[session={session_id}] session closed: reason=message_too_large code=1009")
     assert_no_error_logged(log, since)
 
 
@@ -226,7 +226,7 @@ async def test_invalid_utf8_text_frame_closes_1007_without_an_error_log(
     assert closed.rcvd is not None
     assert closed.rcvd.code == 1007
     assert seen == []
-    await log.wait_for(f"[session={session_id}] session closed: reason=client_disconnect code=1007")
+    await log.wait_for(f"[session={session_id}] session closed: reason=invalid_utf8 code=1007")
     assert "the client sent a text frame that is not UTF-8" in log.text(since)
     assert_no_error_logged(log, since)
 

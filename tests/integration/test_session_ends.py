@@ -3,8 +3,10 @@ failure in the layer below it that is not a client leaving."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +15,10 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
+from app.config import Settings
+from app.serving import websocket_options
+from tests.conftest import TOOLS_DIR
+from tests.integration.test_server import run_server
 from tests.integration.test_websocket_flows import expect_close, start, wait_closed
 from tests.support import ScriptedProvider, connect, receive_until
 
@@ -70,3 +76,26 @@ async def test_a_failing_send_below_the_session_is_an_internal_error_not_a_disco
     assert failures[0].exc_info is not None  # logged with its traceback, once
     assert "a bug below the session" in caplog.text
     assert "client_disconnect" not in caplog.text
+
+
+async def test_a_client_that_stops_answering_pings_is_closed_as_keepalive_timeout(
+    app_factory: Callable[..., Starlette], scripted: ScriptedProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(tools_dir=TOOLS_DIR, ws_ping_interval=0.2, ws_ping_timeout=0.2)
+    app = app_factory(scripted, settings=settings)
+    caplog.set_level(logging.INFO, logger="app.session")
+    async with run_server(app, **websocket_options(settings)) as (_, port):
+        # A raw client: it completes the handshake, then never reads, so no pong is sent.
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        async with stream:
+            key = base64.b64encode(os.urandom(16)).decode()
+            await stream.send(
+                "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            assert (await stream.receive()).startswith(b"HTTP/1.1 101")
+            await wait_closed(app, timeout=3)  # a ping interval and a timeout, with room
+    closed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("session closed")]
+    assert len(closed) == 1
+    assert "reason=keepalive_timeout code=1011" in closed[0]
+    assert scripted.model.stop_calls == 1
