@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -68,7 +69,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            yield
+            async with anyio.create_task_group() as tasks:
+                # In the background, so serving starts at once; the first tool call then
+                # finds a worker process ready.
+                tasks.start_soon(context.services.workers.prewarm)
+                yield
         finally:
             await context.services.aclose()
             context.provider.close()

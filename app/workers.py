@@ -172,6 +172,18 @@ class ProcessWorkers:
             return cast(T, value[0])
         raise _rebuild(*value)
 
+    async def prewarm(self) -> None:
+        """Start one idle worker now, so the first call does not wait for it (the first
+        start also starts the forkserver: about a second). A failure is only logged: the
+        calls that need a worker will report it."""
+        async with self._slots:
+            if self._closed or self._idle:
+                return
+            try:
+                self._idle.append(await self._start())
+            except Exception as exc:
+                logger.warning("could not start a tool worker ahead of time: %s", exc)
+
     async def _start(self) -> _Worker:
         worker = _Worker(self._context)
         self._live.add(worker)

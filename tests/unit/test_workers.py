@@ -36,6 +36,15 @@ async def test_runs_in_another_process_and_reuses_it(workers: ProcessWorkers) ->
     assert await workers.run(divmod, 17, 5) == (3, 2)
 
 
+async def test_prewarm_starts_the_worker_the_first_call_then_uses(workers: ProcessWorkers) -> None:
+    assert workers.pids == []
+    await workers.prewarm()
+    (started,) = workers.pids
+    await workers.prewarm()  # one idle worker is enough
+    assert workers.pids == [started]
+    assert await workers.run(os.getpid) == started
+
+
 async def test_an_exception_comes_back_as_its_own_class(workers: ProcessWorkers) -> None:
     with pytest.raises(ValueError, match="invalid literal for int"):
         await workers.run(int, "twelve")
