@@ -15,7 +15,7 @@ for p in $$root/versions/3.13*/bin/python3 $$root/versions/3.12*/bin/python3; do
 done; exit 1
 endef
 
-.PHONY: run test test-unit lint format bench-local clean
+.PHONY: run test test-unit lint format bench-local bench-frames clean
 
 $(STAMP): pyproject.toml
 	@py=$$($(find_python)) || { echo "error: Python 3.12+ not found (tried python3.13, python3.12 and pyenv's versions). Install Python 3.12 or 3.13." >&2; exit 1; }; \
@@ -44,7 +44,10 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix app tools tests bench
 
 bench-local: $(STAMP)
-	$(PY) bench/local_model.py
+	$(PY) -m bench.local_model
+
+bench-frames: $(STAMP)
+	$(PY) -m bench.oversized_frames
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

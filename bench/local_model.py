@@ -27,19 +27,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
-import socket
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -52,8 +47,8 @@ from app.models.local.model import split_sentences
 from app.models.local.recognizer import DecoderPool, Recognizer
 from app.models.local.rules import RulesBrain
 from app.models.local.synthesizer import Synthesizer
+from bench._server import app_server, cpu_seconds, memory_mb
 
-ROOT = Path(__file__).resolve().parents[1]
 RATE, FRAME_S = 16000, 0.02
 FRAME_BYTES = int(RATE * FRAME_S) * 2
 SILENCE = bytes(FRAME_BYTES)
@@ -186,60 +181,6 @@ class Session:
         return r
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def server(port: int, log: list[str]) -> Iterator[subprocess.Popen[str]]:
-    """`python -m app`, its stderr (and stdout) drained into `log` by a thread."""
-    env = os.environ | {"PORT": str(port), "HOST": "127.0.0.1", "MODEL_PROVIDER": "local"}
-    env |= {"LOCAL_BRAIN": "rules", "END_OF_SPEECH_MS": "500", "LOG_LEVEL": "WARNING"}
-    env |= {"AWS_EC2_METADATA_DISABLED": "true"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=ROOT, env=env, text=True,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    output: IO[str] = process.stdout  # type: ignore[assignment]
-    threading.Thread(target=lambda: log.extend(iter(output.readline, "")), daemon=True).start()
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-async def wait_ready(process: subprocess.Popen[str], port: int, log: list[str]) -> bool:
-    """Ready once uvicorn says so on stderr (LOG_LEVEL=INFO) or /health answers (WARNING)."""
-    async with httpx.AsyncClient(timeout=1.0) as client:
-        for _ in range(300):  # at most ~60 s
-            if process.poll() is not None:
-                return False
-            if any("Application startup complete" in line for line in log):
-                return True
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                    return True
-            await asyncio.sleep(0.2)
-    return False
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(status.split("VmHWM:")[1].split()[0]) / 1024
-
-
 async def handshake(ws: AsyncWebSocketSession) -> int:
     """The session's output rate, once `connection_start` says the model is up."""
     async with asyncio.timeout(30):
@@ -271,7 +212,7 @@ async def stream_all(port: int, pid: int, utterances: list[Utterance]) -> tuple[
                     file=sys.stderr,
                 )
             cpu = (cpu_seconds(pid) - cpu_before) / len(utterances)
-            return results, cpu, peak_rss_mb(pid)
+            return results, cpu, memory_mb(pid)["VmHWM"]
         finally:
             receiver.cancel()
 
@@ -367,11 +308,14 @@ async def main() -> int:
     started = time.monotonic()
     texts = [PHRASES[i % len(PHRASES)] for i in range(args.utterances)]
     utterances = [await utterance(t) for t in texts]
-    port, log = free_port(), list[str]()
-    with server(port, log) as process:
-        if not await wait_ready(process, port, log):
-            print("error: the server did not start:\n" + "".join(log[-40:]), file=sys.stderr)
-            return 1
+    log: list[str] = []
+    env = {
+        "MODEL_PROVIDER": "local",
+        "LOCAL_BRAIN": "rules",
+        "END_OF_SPEECH_MS": "500",
+        "LOG_LEVEL": "WARNING",
+    }
+    async with app_server(env, log) as (process, port):
         results, cpu, rss = await stream_all(port, process.pid, utterances)
     rec = await recognition_rtf(results)
     syn = await synthesis_rtf([reply for r in results for reply in r.replies])

@@ -6,7 +6,7 @@ MiB, streamed from a raw socket (masked with a zero key, so the client holds onl
 64 KiB chunk), and wait for the server's close. Once /health reports no session, RSS is
 read again, with the peak (VmHWM).
 
-    .venv/bin/python bench/oversized_frames.py --clients 30 --frame-mib 16
+    make bench-frames    (.venv/bin/python -m bench.oversized_frames --clients 30 --frame-mib 16)
 """
 
 from __future__ import annotations
@@ -18,69 +18,14 @@ import collections
 import contextlib
 import json
 import os
-import socket
 import struct
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench._server import app_server, memory_mb
+
 CHUNK = 64 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
-
-
-@contextlib.contextmanager
-def server(port: int, extra_env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    env = {**os.environ, "PORT": str(port), "MODEL_PROVIDER": "echo", "LOG_LEVEL": "INFO", **extra_env}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    ready = threading.Event()
-
-    def drain() -> None:  # keeps the pipe from filling up; flags readiness
-        assert process.stderr is not None
-        for line in process.stderr:
-            if "Uvicorn running on" in line:
-                ready.set()
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        if not ready.wait(60):
-            raise RuntimeError("server did not start within 60 s")
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        reader.join(timeout=10)
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 async def handshake(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -156,9 +101,10 @@ async def warm_up(port: int) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    port = free_port()
-    extra = {"MAX_MESSAGE_BYTES": str(args.max_message_bytes)} if args.max_message_bytes else {}
-    with server(port, extra) as process:
+    env = {"MODEL_PROVIDER": "echo", "LOG_LEVEL": "INFO"}
+    if args.max_message_bytes:
+        env["MAX_MESSAGE_BYTES"] = str(args.max_message_bytes)
+    async with app_server(env, []) as (process, port):
         await warm_up(port)
         before = memory_mb(process.pid)
         started = time.monotonic()
@@ -183,7 +129,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=30)
     parser.add_argument("--frame-mib", type=float, default=16)
     parser.add_argument("--max-message-bytes", type=int, default=0, help="MAX_MESSAGE_BYTES (default: unset)")
-    print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))
+    result = asyncio.run(run(parser.parse_args()))
+    print("| metric | value |\n|---|---|")
+    for key, value in result.items():
+        print(f"| {key.replace('_', ' ')} | {value} |")
 
 
 if __name__ == "__main__":

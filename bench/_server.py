@@ -1,0 +1,80 @@
+"""What the benchmarks share: a real `python -m app` on a free loopback port, and its CPU
+time and memory read from /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def app_server(env: dict[str, str], log: list[str]) -> AsyncIterator[tuple[subprocess.Popen[str], int]]:
+    """`python -m app` with `env` on a free port, ready (its /health answers); its output
+    is drained into `log` by a thread. Stopped, and killed if it must be, on exit."""
+    port = free_port()
+    base = {"HOST": "127.0.0.1", "AWS_EC2_METADATA_DISABLED": "true"}
+    process = subprocess.Popen(  # noqa: ASYNC220 - starting it is quick; a thread drains its output
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env=os.environ | base | env | {"PORT": str(port)},
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    output: IO[str] = process.stdout  # type: ignore[assignment]
+    drain = threading.Thread(target=lambda: log.extend(iter(output.readline, "")), daemon=True)
+    drain.start()
+    try:
+        await _ready(process, port, log)
+        yield process, port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        drain.join(timeout=5)
+        output.close()
+
+
+async def _ready(process: subprocess.Popen[str], port: int, log: list[str]) -> None:
+    async with httpx.AsyncClient(timeout=1.0) as client, asyncio.timeout(START_TIMEOUT):
+        while process.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the server exited before it was ready:\n" + "".join(log[-20:]))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident memory now (VmRSS) and at its peak (VmHWM), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
