@@ -14,7 +14,6 @@ Every request body (and its Authorization header) is recorded in `requests`.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
+
+from tests.servers import serving
 
 PLAIN_ANSWER_CHUNKS = ["Hello", " from", " the", " local", " model."]
 PLAIN_ANSWER = "".join(PLAIN_ANSWER_CHUNKS)
@@ -126,18 +127,9 @@ def _app(server: OpenAIServer) -> Starlette:
 async def run_openai_server() -> AsyncIterator[OpenAIServer]:
     # The socket listens before uvicorn starts, so clients may connect right away: the
     # kernel queues them until the server accepts, and no readiness polling is needed.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        host, port = sock.getsockname()
-        server = OpenAIServer(base_url=f"http://{host}:{port}/v1")
-        uvicorn_server = uvicorn.Server(
-            # A bounded graceful shutdown: a test that fails mid-answer must not hang here.
-            uvicorn.Config(_app(server), lifespan="off", log_level="warning", timeout_graceful_shutdown=2)
-        )
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(uvicorn_server.serve, [sock])
-            try:
-                yield server
-            finally:
-                uvicorn_server.should_exit = True
+    server = OpenAIServer(base_url="")
+    # A bounded graceful shutdown: a test that fails mid-answer must not hang here.
+    config = uvicorn.Config(_app(server), lifespan="off", log_level="warning", timeout_graceful_shutdown=2)
+    async with serving(config) as (_, port):
+        server.base_url = f"http://127.0.0.1:{port}/v1"
+        yield server

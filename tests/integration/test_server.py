@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,33 +21,20 @@ from httpx_ws import aconnect_ws
 from starlette.applications import Starlette
 
 from tests.integration.test_websocket_flows import expect_close, start
+from tests.servers import serving
 from tests.support import receive_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)  # connections wait in the backlog until uvicorn accepts: no start-up race
-    return sock
-
-
 @asynccontextmanager
 async def run_server(app: Starlette, **options: Any) -> AsyncIterator[tuple[uvicorn.Server, int]]:
-    """`app` on a real uvicorn on a free port; `options` are more of uvicorn's settings."""
-    sock = listening_socket()
+    """`app` on a real uvicorn, with its lifespan; stopped and closed even if the block fails.
+    `options` are more of uvicorn's settings."""
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **options)
-    server = uvicorn.Server(config)
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(server.serve, [sock])
-        try:
-            yield server, sock.getsockname()[1]
-        finally:
-            server.should_exit = True
-    sock.close()
+    async with serving(config) as running:
+        yield running
 
 
 async def test_text_round_trip_then_shutdown_closes_with_1012(app_factory: Callable[..., Starlette]) -> None:
@@ -72,24 +60,28 @@ async def test_text_round_trip_then_shutdown_closes_with_1012(app_factory: Calla
 
 @contextmanager
 def serve_subprocess(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "app"],
         cwd=ROOT,
         env={**os.environ, **env},
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
+    ) as process:  # leaving it closes the pipe and reaps the process
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # a frozen event loop never handles SIGTERM
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+            yield process
+        finally:
+            stop(process)
+
+
+def stop(process: subprocess.Popen[str], timeout: float = 10) -> None:
+    """Ask `process` to stop; kill it if it has not within `timeout`. Either way it is
+    reaped: no zombie, and no server left holding a port while later tests run."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 async def wait_ready(process: subprocess.Popen[str]) -> None:
@@ -97,7 +89,8 @@ async def wait_ready(process: subprocess.Popen[str]) -> None:
     assert process.stderr is not None
     with anyio.fail_after(30):
         while "Application startup complete" not in (
-            line := await anyio.to_thread.run_sync(process.stderr.readline)
+            # Abandoned on timeout; stopping the process then ends the read with EOF.
+            line := await anyio.to_thread.run_sync(process.stderr.readline, abandon_on_cancel=True)
         ):
             assert line, "server exited before it was ready"
 
@@ -133,3 +126,39 @@ def test_python_m_app_refuses_bad_settings_with_a_clear_message() -> None:
     )
     assert result.returncode == 2
     assert "MODEL_PROVIDER='gpt5' is not valid; allowed values: local, echo, nova_sonic" in result.stderr
+
+
+def test_a_server_that_ignores_terminate_is_killed_and_reaped() -> None:
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"  # SIGTERM is ignored from here on
+        stop(process, timeout=0.5)
+        assert process.returncode == -signal.SIGKILL
+    assert process.stdout.closed
+
+
+async def test_a_failing_test_still_stops_its_server_and_closes_its_socket(
+    app_factory: Callable[..., Starlette],
+) -> None:
+    app = app_factory(None, model_provider="echo")
+    failed = False
+    try:
+        async with (
+            run_server(app) as (_, port),
+            httpx.AsyncClient() as client,
+            aconnect_ws(f"ws://127.0.0.1:{port}/ws", client) as ws,
+        ):
+            await start(ws)
+            raise LookupError("the test failed with a session open")
+    except* LookupError:
+        failed = True
+    assert failed
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.ConnectError):  # nothing listens on the port any more
+            await client.get(f"http://127.0.0.1:{port}/health")
+    assert len(app.state.context.registry) == 0  # the session was closed, not abandoned
+    assert app.state.context.services.http.is_closed  # and the app's lifespan shut down

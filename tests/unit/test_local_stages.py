@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -94,20 +96,44 @@ def test_final_transcript_continues_what_was_shown(shown: str, final: str, rest:
     assert unshown_words(shown.split(), final.split()) == rest.split()
 
 
+class RecordingPool(DecoderPool):
+    """Keeps the futures of the jobs it runs, so a test can wait for one and its callbacks."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.jobs: list[asyncio.Future[Any]] = []
+
+    def run[R](self, fn: Callable[..., R], *args: object) -> asyncio.Future[R]:
+        job = super().run(fn, *args)
+        self.jobs.append(job)
+        return job
+
+
 async def test_a_decoder_busy_at_shutdown_does_not_break_the_closed_pool() -> None:
     # A session cancelled mid-recognition hands its decoder back only once the job is
     # done; if the app shuts the pool down first, that hand-back must not fail.
-    pool = DecoderPool(1)
-    recognizer = Recognizer(pool)
-    await recognizer.begin()
-    busy = asyncio.ensure_future(recognizer.feed(await speech("good morning, how are you today")))
-    await anyio.lowlevel.checkpoint()  # the job starts in the pool's thread
-    busy.cancel()
-    await recognizer.cancel()
-    pool.close()
-    await asyncio.to_thread(pool.executor.shutdown, True)  # the job has finished
-    for _ in range(3):  # let the job's completion callbacks run (a failure is raised by the test runner)
-        await anyio.lowlevel.checkpoint()
-    with contextlib.suppress(asyncio.CancelledError):
-        await busy
-    assert pool.closed
+    loop = asyncio.get_running_loop()
+    failures: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: failures.append(context))  # callbacks' errors
+    try:
+        pool = RecordingPool(1)
+        recognizer = Recognizer(pool)
+        await recognizer.begin()
+        busy = asyncio.ensure_future(recognizer.feed(await speech("good morning, how are you today")))
+        await anyio.lowlevel.checkpoint()  # the job starts in the pool's thread
+        feeding = pool.jobs[-1]
+        assert not feeding.done()
+        busy.cancel()
+        await recognizer.cancel()
+        pool.close()
+        # Waiting for the job's future wakes this test after the callbacks registered on
+        # it before, the hand-back included, have run.
+        await asyncio.wait([feeding])
+        with contextlib.suppress(asyncio.CancelledError):
+            await busy
+    finally:
+        loop.set_exception_handler(previous)
+    assert [context.get("exception") for context in failures] == []
+    with pytest.raises(RuntimeError):  # closed: the pool takes no more work
+        pool.run(len, b"")
