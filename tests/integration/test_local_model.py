@@ -82,12 +82,6 @@ async def test_spoken_question_gets_transcripts_and_a_spoken_reply(local_app: St
     assert rms(reply) > 500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="app/models/local/model.py _speech_ended answers only a non-empty final hypothesis, "
-    "so words already shown as the user's final transcript can go unanswered",
-)
 async def test_an_utterance_shown_to_the_user_is_answered(local_app: Starlette) -> None:
     # Loud, fast speech, as a browser's gain control makes of a microphone: pocketsphinx
     # shows "what", then ends the utterance with an empty final hypothesis. What the user

@@ -405,10 +405,13 @@ class LocalModel(QueuedModel):
     async def _speech_ended(self) -> None:
         text = await self.recognizer.finish()
         # Transcript deltas cannot take words back: the final transcript is what was shown
-        # plus the rest of the final hypothesis. The brain gets the final hypothesis itself.
+        # plus the rest of the final hypothesis. The brain gets the final hypothesis itself,
+        # or, when the decoder ends with none, the words the user was shown as final: an
+        # utterance shown to the user is always answered.
         await self._user_delta(unshown_words(self._user_words, text.split()))
         if self._user_id is not None:
             user_id, self._user_id = self._user_id, None
             await self._emit(BidiTranscriptStopEvent("user", user_id))
-        if text:
-            await self._user_turn(text)
+        said = text or " ".join(self._user_words)
+        if said:
+            await self._user_turn(said)
