@@ -41,7 +41,6 @@ class Settings:
     model_id: str = ""  # empty: the provider's default
     aws_region: str = "us-east-1"
     bedrock_endpoint_url: str = ""  # empty: the region's default Bedrock Runtime endpoint
-    model_connect_timeout: float = 10.0
     voice: str = "matthew"
     input_sample_rate: int = 16000
     output_sample_rate: int = 24000
@@ -145,7 +144,6 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "model_id": lambda key, raw: raw.strip(),
     "aws_region": _text,
     "bedrock_endpoint_url": _https_url,
-    "model_connect_timeout": _number(float, 0.1, 300.0),
     "voice": _text,
     "input_sample_rate": _choice(MODEL_SAMPLE_RATES, int),
     "output_sample_rate": _choice(MODEL_SAMPLE_RATES, int),

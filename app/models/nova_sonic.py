@@ -13,18 +13,11 @@ whole workaround: when this module is imported, that name is bound to a subclass
 `resolve()` swaps in the endpoint of the model now starting (a context variable that
 `NovaSonicModel.start` sets), and changes nothing for any other caller. SigV4 still signs
 for the configured region, as PrivateLink and FIPS endpoints expect.
-
-The same seam hands strands' HTTP/2 client a deadline on connecting
-(`MODEL_CONNECT_TIMEOUT`): awscrt never reports a TLS handshake that fails, so without
-it a misconfigured endpoint or an untrusted certificate leaves the session waiting for
-the model forever.
 """
 
 from __future__ import annotations
 
-import asyncio
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -39,44 +32,14 @@ from app.models import ModelProvider
 
 DEFAULT_MODEL_ID = "amazon.nova-2-5-sonic"
 
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    endpoint: str  # empty: the regional endpoint strands passes
-    connect_timeout: float
-
-
-_target: ContextVar[_Target | None] = ContextVar("bedrock_target", default=None)
-
-
-class _DeadlineClient(bedrock._BedrockAWSCRTHTTPClient):
-    """strands' HTTP/2 client with a deadline on opening a connection: when the TLS
-    handshake fails (say, an endpoint whose certificate is not trusted) awscrt never
-    reports it, and the session would wait for the model forever."""
-
-    def __init__(self, connect_timeout: float) -> None:
-        super().__init__()
-        self.connect_timeout = connect_timeout
-
-    async def _create_connection(self, url: Any) -> Any:
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                return await super()._create_connection(url)
-        except TimeoutError:
-            raise ConnectionError(
-                f"no connection to {url.host}:{url.port or 443} within {self.connect_timeout:g} s "
-                "(is BEDROCK_ENDPOINT_URL reachable, and its certificate trusted?)"
-            ) from None
+_endpoint: ContextVar[str] = ContextVar("bedrock_endpoint", default="")
 
 
 class _EndpointConfig(AsyncBedrockRuntimeConfig):  # type: ignore[misc]
     @classmethod
     async def resolve(cls, **kwargs: Any) -> Any:
-        target = _target.get()
-        if target is not None:
-            if target.endpoint:
-                kwargs["endpoint_uri"] = target.endpoint
-            kwargs["transport"] = _DeadlineClient(target.connect_timeout)
+        if endpoint := _endpoint.get():
+            kwargs["endpoint_uri"] = endpoint
         return await AsyncBedrockRuntimeConfig.resolve(**kwargs)
 
 
@@ -86,12 +49,11 @@ bedrock.AsyncBedrockRuntimeConfig = _EndpointConfig  # type: ignore[attr-defined
 
 
 class NovaSonicModel(BedrockNovaSonicModel):
-    """strands' model, connecting to `endpoint_url` when one is set, within `connect_timeout`."""
+    """strands' model, connecting to `endpoint_url` when one is set."""
 
-    def __init__(self, *, endpoint_url: str = "", connect_timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, *, endpoint_url: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.endpoint_url = endpoint_url
-        self.connect_timeout = connect_timeout
 
     async def start(
         self,
@@ -100,11 +62,11 @@ class NovaSonicModel(BedrockNovaSonicModel):
         messages: Messages | None = None,
         **kwargs: Any,
     ) -> None:
-        token = _target.set(_Target(self.endpoint_url, self.connect_timeout))
+        token = _endpoint.set(self.endpoint_url)
         try:
             await super().start(system_prompt, tools, messages, **kwargs)
         finally:
-            _target.reset(token)
+            _endpoint.reset(token)
 
 
 def nova_sonic_provider(settings: Settings) -> ModelProvider:
@@ -117,7 +79,6 @@ def nova_sonic_provider(settings: Settings) -> ModelProvider:
     def build() -> BidiModel:
         return NovaSonicModel(
             endpoint_url=settings.bedrock_endpoint_url,
-            connect_timeout=settings.model_connect_timeout,
             model_id=settings.model_id or DEFAULT_MODEL_ID,
             boto_session=boto_session,
             audio=audio,

@@ -120,27 +120,24 @@ class TestNovaSonicProvider:
         # BEDROCK_ENDPOINT_URL the regional endpoint it passes must be left alone.
         from strands.bidi.models import bedrock
 
-        from app.models.nova_sonic import NovaSonicModel, _DeadlineClient, _Target, _target
+        from app.models.nova_sonic import NovaSonicModel, _endpoint
 
         regional = "https://bedrock-runtime.eu-north-1.amazonaws.com"
         resolve = bedrock.AsyncBedrockRuntimeConfig.resolve  # type: ignore[attr-defined]
         transport = object()  # not used by resolve(); avoids building a default HTTP client
         config = await resolve(endpoint_uri=regional, region="eu-north-1", transport=transport)
-        assert (config.endpoint_uri, config.transport) == (regional, transport)
-        for endpoint, expected in [("", regional), ("https://vpce-1.example", "https://vpce-1.example")]:
-            token = _target.set(_Target(endpoint, connect_timeout=3.0))
-            try:
-                config = await resolve(endpoint_uri=regional, region="eu-north-1", transport=transport)
-            finally:
-                _target.reset(token)
-            assert config.endpoint_uri == expected
-            assert isinstance(config.transport, _DeadlineClient)
-            assert config.transport.connect_timeout == 3.0
-            await config.transport.close()
-        settings = Settings(model_provider="nova_sonic", bedrock_endpoint_url="https://fips.example")
-        model = provider_from_settings(settings.with_overrides(model_connect_timeout=4)).build()
+        assert config.endpoint_uri == regional
+        token = _endpoint.set("https://vpce-1.bedrock-runtime.eu-north-1.vpce.amazonaws.com")
+        try:
+            config = await resolve(endpoint_uri=regional, region="eu-north-1", transport=transport)
+        finally:
+            _endpoint.reset(token)
+        assert config.endpoint_uri == "https://vpce-1.bedrock-runtime.eu-north-1.vpce.amazonaws.com"
+        model = provider_from_settings(
+            Settings(model_provider="nova_sonic", bedrock_endpoint_url="https://fips.example")
+        ).build()
         assert isinstance(model, NovaSonicModel)
-        assert (model.endpoint_url, model.connect_timeout) == ("https://fips.example", 4)
+        assert model.endpoint_url == "https://fips.example"
 
     async def test_session_start_reports_nova_without_touching_the_network(
         self, app_factory: Callable[..., Starlette]
