@@ -211,3 +211,24 @@ async def test_user_turns_that_arrive_together_run_one_at_a_time(
     starts_and_stops = [k for k in kinds if k in ("bidi_response_start", "bidi_response_stop")]
     assert starts_and_stops == ["bidi_response_start", "bidi_response_stop"] * 2 + ["bidi_response_start"]
     assert kinds.count("bidi_barge_in") == 2
+
+
+async def test_the_local_models_limits_follow_the_settings(settings_factory: Callable[..., Any]) -> None:
+    from app.models.local import LocalModel, local_provider
+
+    provider = local_provider(
+        settings_factory(model_provider="local", audio_queue_size=7, max_history_messages=9)
+    )
+    model = provider.build()
+    assert isinstance(model, LocalModel)
+    try:
+        await model.start(system_prompt="", tools=[])
+        assert model._audio.maxsize == 7
+        assert model._events is not None
+        assert model._events.maxsize == 7
+        for n in range(20):
+            model._remember({"role": "user", "content": [{"text": f"turn {n}"}]})
+        assert len(model._history) == 9
+        await model.stop()
+    finally:
+        provider.close()
