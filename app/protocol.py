@@ -23,6 +23,8 @@ from app.errors import ProtocolError
 PROTOCOL_VERSION: Final = 1
 AUDIO_FORMAT: Final = "pcm16"  # signed 16-bit little-endian, mono
 ACCEPTED_AUDIO_FORMATS: Final = frozenset({"pcm16", "pcm", "pcm_s16le"})
+# The close reason when a client stops answering the server's pings (uvicorn's own words).
+KEEPALIVE_TIMEOUT: Final = "keepalive ping timeout"
 
 
 class AudioEncoding(StrEnum):

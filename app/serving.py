@@ -11,15 +11,12 @@ the frame in and inflates compressed data without a bound before uvicorn counts 
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from app.config import Settings
-
-# The reason uvicorn's close frame gives when a client stops answering pings; the app is
-# told the same, so the session can say why it ended.
-KEEPALIVE_TIMEOUT: Final = "keepalive ping timeout"
+from app.protocol import KEEPALIVE_TIMEOUT
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):

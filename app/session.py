@@ -45,6 +45,7 @@ from app.models import ModelProvider
 from app.plugins import SERVICES_KEY, ToolServices
 from app.protocol import (
     AUDIO_FORMAT,
+    KEEPALIVE_TIMEOUT,
     PROTOCOL_VERSION,
     AudioIn,
     ConnectOptions,
@@ -56,7 +57,6 @@ from app.protocol import (
 )
 from app.registry import SessionRegistry
 from app.restarts import RestartBudget
-from app.serving import KEEPALIVE_TIMEOUT
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.test_server import ROOT, free_port
+from tests.integration.test_server import ROOT, free_port, stop
 from tests.integration.test_websocket_flows import expect_close, start
 from tests.support import receive_until
 
@@ -106,12 +106,7 @@ def server() -> Iterator[tuple[int, ServerLog]]:
         log.wait_for_blocking("Uvicorn running on", 60)  # logged once the socket listens
         yield port, log
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)
         log.join()
         if process.stdout is not None:
             process.stdout.close()
