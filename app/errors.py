@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from starlette import status
 
+from app.wire.outbound import Error, ErrorCode
+
 
 class VoiceAgentError(Exception):
     pass
@@ -26,18 +28,18 @@ class PluginError(VoiceAgentError):
 
 
 class SessionError(VoiceAgentError):
-    code = "internal_error"
+    code: ErrorCode = "internal_error"
     fatal = True
     close_code = status.WS_1011_INTERNAL_ERROR
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
 
-    def to_wire(self) -> dict[str, object]:
-        return {"type": "error", "code": self.code, "message": self.message, "fatal": self.fatal}
+    def to_wire(self) -> Error:
+        return Error(type="error", code=self.code, message=self.message, fatal=self.fatal)
 
 
 class ProtocolError(SessionError):
@@ -47,7 +49,7 @@ class ProtocolError(SessionError):
     close_code = status.WS_1003_UNSUPPORTED_DATA
 
     def __init__(
-        self, code: str, message: str, *, fatal: bool = False, close_code: int | None = None
+        self, code: ErrorCode, message: str, *, fatal: bool = False, close_code: int | None = None
     ) -> None:
         super().__init__(message, code=code)
         self.fatal = fatal
@@ -56,6 +58,6 @@ class ProtocolError(SessionError):
 
 
 class ModelError(SessionError):
-    code = "model_error"
+    code: ErrorCode = "model_error"
     fatal = True
     close_code = status.WS_1011_INTERNAL_ERROR

@@ -19,10 +19,11 @@ from starlette import status
 from strands.bidi.hooks import BidiBeforeConnectionRestartEvent
 
 from app.errors import SessionError
+from app.wire.outbound import ErrorCode
 
 
 class RestartLimitError(SessionError):
-    code = "model_restart_limit"
+    code: ErrorCode = "model_restart_limit"
     fatal = True
     # The model service keeps failing: a client may try again later.
     close_code = status.WS_1013_TRY_AGAIN_LATER

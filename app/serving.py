@@ -16,7 +16,7 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from app.config import Settings
-from app.protocol import KEEPALIVE_TIMEOUT
+from app.wire.connection import KEEPALIVE_TIMEOUT
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):

@@ -23,11 +23,11 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 import anyio
 from starlette import status
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 from strands.bidi import BidiAgent
 from strands.bidi.hooks import BidiBeforeConnectionRestartEvent
 from strands.bidi.models import AudioCapable, BidiModel
@@ -37,30 +37,19 @@ from strands.types.tools import AgentTool
 
 from app.audio import Resampler
 from app.config import Settings
-from app.encoder import Frame, OutputEncoder, dumps
 from app.errors import ModelError, ProtocolError, SessionError
 from app.history import trim_history
 from app.logs import session_id_var
 from app.models import ModelProvider
 from app.plugins import SERVICES_KEY, ToolServices
-from app.protocol import (
-    AUDIO_FORMAT,
-    KEEPALIVE_TIMEOUT,
-    PROTOCOL_VERSION,
-    AudioIn,
-    ConnectOptions,
-    End,
-    Parser,
-    Ping,
-    TextIn,
-    parse_connect_options,
-)
 from app.registry import SessionRegistry
 from app.restarts import RestartBudget
+from app.wire import outbound as out
+from app.wire.connection import ClientConnection, ClientGone
+from app.wire.encoder import OutputEncoder
+from app.wire.inbound import AudioIn, ConnectOptions, End, Parser, Ping, TextIn, parse_connect_options
 
 logger = logging.getLogger(__name__)
-
-PONG = dumps({"type": "pong"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +63,8 @@ class Outcome:
 SHUTDOWN = Outcome("server_shutdown", status.WS_1012_SERVICE_RESTART)
 
 
-class _ClientGone(Exception):
-    def __init__(self, code: int) -> None:
-        self.code = code
+def _gone(gone: ClientGone) -> Outcome:
+    return Outcome(gone.reason, gone.code, client_gone=True)
 
 
 class _InputStalled(Exception):
@@ -98,7 +86,7 @@ class SessionContext:
 class Session:
     def __init__(self, websocket: WebSocket, context: SessionContext) -> None:
         self.id = uuid.uuid4().hex
-        self.websocket = websocket
+        self.client = ClientConnection(websocket)
         self.context = context
         self.outcome: Outcome | None = None
         limits = context.settings
@@ -114,7 +102,7 @@ class Session:
         token = session_id_var.set(self.id)  # inherited by every task the session starts
         started = time.monotonic()
         try:
-            await self.websocket.accept()
+            await self.client.accept()
             await self._serve()
         finally:
             registry.discard(self.id)
@@ -137,7 +125,7 @@ class Session:
             return
         input_rate, output_rate = _model_rates(model, settings)
         try:
-            options = parse_connect_options(dict(self.websocket.query_params), input_rate, output_rate)
+            options = parse_connect_options(dict(self.client.query_params), input_rate, output_rate)
         except ProtocolError as exc:
             await self._close(Outcome(exc.code, exc.close_code, exc))
             return
@@ -173,9 +161,9 @@ class Session:
     async def _converse(self, agent: BidiAgent, options: ConnectOptions, model_input_rate: int) -> None:
         model = agent.model
         try:
-            await self._send(dumps(self._session_start(model, options, agent.tool_names)))
-        except _ClientGone as gone:
-            self._finish(Outcome(_disconnect_reason(gone.code), gone.code, client_gone=True))
+            await self.client.send_message(self._session_start(model, options, agent.tool_names))
+        except ClientGone as gone:
+            self._finish(_gone(gone))
             return
         logger.info(
             "session started: provider=%s model=%s rates in=%d out=%d audio=%s",
@@ -200,10 +188,10 @@ class Session:
         resampler = Resampler(options.input_sample_rate, model_input_rate)
         async with anyio.create_task_group() as tasks:
             self._cancel_scope = tasks.cancel_scope
-            tasks.start_soon(self._pump_audio, agent, resampler)
-            tasks.start_soon(self._pump_text, agent)
-            tasks.start_soon(self._relay, agent, encoder)
-            await self._read(parser)
+            tasks.start_soon(self._read, parser, name="session:reader")
+            tasks.start_soon(self._pump_audio, agent, resampler, name="session:audio-pump")
+            tasks.start_soon(self._pump_text, agent, name="session:text-pump")
+            tasks.start_soon(self._relay, agent, encoder, name="session:relay")
 
     def _finish(self, outcome: Outcome) -> None:
         """The first outcome wins; it ends every task of the session."""
@@ -216,12 +204,13 @@ class Session:
         self.outcome = self.outcome or outcome
         if outcome.client_gone:
             return
+        client = self.client
         try:
             if outcome.error is not None:
-                await self._send(dumps(outcome.error.to_wire()))
-            await self._send(dumps({"type": "connection_close", "reason": outcome.reason}))
-            await self.websocket.close(outcome.close_code)
-        except _ClientGone:
+                await client.send_message(outcome.error.to_wire())
+            await client.send_message(out.ConnectionClose(type="connection_close", reason=outcome.reason))
+            await client.close(outcome.close_code)
+        except ClientGone:
             pass  # nothing left to tell a client that has already gone
 
     async def _stop_agent(self, agent: BidiAgent) -> None:
@@ -238,42 +227,39 @@ class Session:
     async def _read(self, parser: Parser) -> None:
         try:
             await self._read_frames(parser)
-        except _ClientGone as gone:
-            self._finish(Outcome(_disconnect_reason(gone.code), gone.code, client_gone=True))
+        except ClientGone as gone:
+            self._finish(_gone(gone))
         except _InputStalled as stalled:
             logger.warning("model took no input for %.1fs; closing", stalled.seconds)
             error = SessionError(f"the model took no input for {stalled.seconds:g} s", code="input_stalled")
             self._finish(Outcome("input_stalled", status.WS_1013_TRY_AGAIN_LATER, error))
 
     async def _read_frames(self, parser: Parser) -> None:
-        receive = self.websocket.receive
+        receive, send = self.client.receive, self.client.send
         audio, text = self._audio, self._text
         while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                code = message.get("code", status.WS_1005_NO_STATUS_RCVD)
-                reason = _disconnect_reason(code, message.get("reason") or "")
-                self._finish(Outcome(reason, code, client_gone=True))
-                return
+            data = await receive()
             try:
-                data = message.get("bytes")
-                item = parser.binary(data) if data is not None else parser.text(message.get("text") or "")
+                message = parser.binary(data) if isinstance(data, bytes) else parser.text(data)
             except ProtocolError as exc:
                 if exc.fatal:
                     self._finish(Outcome(exc.code, exc.close_code, exc))
                     return
-                await self._send(dumps(exc.to_wire()))
+                await self.client.send_message(exc.to_wire())
                 continue
-            if isinstance(item, AudioIn):
-                await self._enqueue(audio, item.pcm)
-            elif isinstance(item, TextIn):
-                await self._enqueue(text, item.text)
-            elif isinstance(item, Ping):
-                await self._send(PONG)
-            elif isinstance(item, End):
-                await self._drain()
-                self._finish(Outcome("client_end"))
-                return
+            match message:
+                case AudioIn(pcm=pcm):
+                    await self._enqueue(audio, pcm)
+                case TextIn(text=user_text):
+                    await self._enqueue(text, user_text)
+                case Ping():
+                    await send(out.PONG)
+                case End():
+                    await self._drain()
+                    self._finish(Outcome("client_end"))
+                    return
+                case _:
+                    assert_never(message)
 
     async def _enqueue[T](self, queue: asyncio.Queue[T], item: T) -> None:
         if not queue.full():
@@ -320,7 +306,7 @@ class Session:
             self._model_failed(exc)
 
     async def _relay(self, agent: BidiAgent, encoder: OutputEncoder) -> None:
-        encode, send = encoder.encode, self._send
+        encode, send = encoder.encode, self.client.send
         events = agent.receive()
         try:
             while True:
@@ -335,8 +321,8 @@ class Session:
                     await send(frame)
                 if event.get("type") == "bidi_connection_stop":
                     break
-        except _ClientGone as gone:
-            self._finish(Outcome(_disconnect_reason(gone.code), gone.code, client_gone=True))
+        except ClientGone as gone:
+            self._finish(_gone(gone))
             return
         # receive() ends only after a connection stop: the model ended the conversation.
         self._finish(Outcome("model_stop"))
@@ -353,42 +339,22 @@ class Session:
         logger.error("model failed: %s", _describe(exc))
         self._finish(Outcome("model_error", status.WS_1011_INTERNAL_ERROR, ModelError(_describe(exc))))
 
-    # socket ------------------------------------------------------------------
-
-    async def _send(self, frame: Frame) -> None:
-        websocket = self.websocket
-        try:
-            if isinstance(frame, str):
-                await websocket.send_text(frame)
-            else:
-                await websocket.send_bytes(frame)
-        except WebSocketDisconnect as exc:  # starlette turns the server's OSError into this
-            raise _ClientGone(exc.code) from None
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):  # a transport's stream is gone
-            raise _ClientGone(status.WS_1006_ABNORMAL_CLOSURE) from None
-        except RuntimeError:
-            # Starlette's "send once a close message has been sent": the socket is already
-            # closed. Any other RuntimeError is a bug and propagates.
-            if websocket.application_state is not WebSocketState.DISCONNECTED:
-                raise
-            raise _ClientGone(status.WS_1006_ABNORMAL_CLOSURE) from None
-
     def _session_start(
         self, model: BidiModel, options: ConnectOptions, tool_names: list[str]
-    ) -> dict[str, Any]:
-        return {
-            "type": "session_start",
-            "session_id": self.id,
-            "protocol": PROTOCOL_VERSION,
-            "provider": self.context.provider.name,
-            "model": model.model_id,
-            "input_sample_rate": options.input_sample_rate,
-            "output_sample_rate": options.output_sample_rate,
-            "audio_format": AUDIO_FORMAT,
-            "audio_encoding": options.audio.value,
-            "channels": 1,
-            "tools": sorted(tool_names),
-        }
+    ) -> out.SessionStart:
+        return out.SessionStart(
+            type="session_start",
+            session_id=self.id,
+            protocol=out.PROTOCOL_VERSION,
+            provider=self.context.provider.name,
+            model=model.model_id,
+            input_sample_rate=options.input_sample_rate,
+            output_sample_rate=options.output_sample_rate,
+            audio_format=out.AUDIO_FORMAT,
+            audio_encoding=options.audio.value,
+            channels=1,
+            tools=sorted(tool_names),
+        )
 
 
 def _model_rates(model: BidiModel, settings: Settings) -> tuple[int, int]:
@@ -396,20 +362,6 @@ def _model_rates(model: BidiModel, settings: Settings) -> tuple[int, int]:
         config = model.get_audio_config()
         return config["input"]["sample_rate"], config["output"]["sample_rate"]
     return settings.input_sample_rate, settings.output_sample_rate
-
-
-# Closes the server made before the app saw anything (uvicorn's WebSocket layer), by code.
-_SERVER_CLOSES = {
-    status.WS_1012_SERVICE_RESTART: "server_shutdown",
-    status.WS_1009_MESSAGE_TOO_BIG: "message_too_large",
-    status.WS_1007_INVALID_FRAME_PAYLOAD_DATA: "invalid_utf8",
-}
-
-
-def _disconnect_reason(code: int, reason: str = "") -> str:
-    if code == status.WS_1011_INTERNAL_ERROR and reason == KEEPALIVE_TIMEOUT:
-        return "keepalive_timeout"
-    return _SERVER_CLOSES.get(code, "client_disconnect")
 
 
 def _describe(exc: BaseException) -> str:

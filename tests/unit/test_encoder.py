@@ -18,8 +18,8 @@ from strands.bidi.types.events import (
     BidiUsageEvent,
 )
 
-from app.encoder import OutputEncoder
-from app.protocol import AudioEncoding
+from app.wire.encoder import OutputEncoder
+from app.wire.inbound import AudioEncoding
 from tests.support import tone
 
 

@@ -5,7 +5,7 @@ import base64
 import pytest
 
 from app.errors import ProtocolError
-from app.protocol import END, PING, AudioEncoding, AudioIn, Parser, TextIn, parse_connect_options
+from app.wire.inbound import END, PING, AudioEncoding, AudioIn, Parser, TextIn, parse_connect_options
 
 
 @pytest.fixture

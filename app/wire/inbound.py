@@ -1,4 +1,4 @@
-"""Wire protocol v1: client frames parsed once at the edge into typed messages.
+"""Client to server: frames parsed once at the edge into typed messages.
 
 See docs/protocol.md. Every rejection is a `ProtocolError` with a specific code; only an
 oversized frame is fatal, because everything else leaves the session in a known state.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import binascii
 import json
 from base64 import b64decode
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -19,12 +20,9 @@ from starlette import status
 
 from app.config import CLIENT_SAMPLE_RATES
 from app.errors import ProtocolError
+from app.wire.outbound import AUDIO_FORMAT
 
-PROTOCOL_VERSION: Final = 1
-AUDIO_FORMAT: Final = "pcm16"  # signed 16-bit little-endian, mono
 ACCEPTED_AUDIO_FORMATS: Final = frozenset({"pcm16", "pcm", "pcm_s16le"})
-# The close reason when a client stops answering the server's pings (uvicorn's own words).
-KEEPALIVE_TIMEOUT: Final = "keepalive ping timeout"
 
 
 class AudioEncoding(StrEnum):
@@ -152,17 +150,11 @@ class Parser:
                 kind = "text"
             else:
                 raise ProtocolError("invalid_message", "message has no 'type'")
-        if kind == "audio":
-            return self._audio(obj)
-        if kind == "text":
-            return self._text(obj)
-        if kind == "ping":
-            return PING
-        if kind == "end":
-            return END
-        raise ProtocolError(
-            "unknown_type", f"unknown message type {_shown(kind)}; expected audio, text, ping or end"
-        )
+        decode = _DECODERS.get(kind) if isinstance(kind, str) else None
+        if decode is None:
+            expected = ", ".join(MESSAGE_TYPES)
+            raise ProtocolError("unknown_type", f"unknown message type {_shown(kind)}; expected {expected}")
+        return decode(self, obj)
 
     def _audio(self, obj: dict[str, Any]) -> AudioIn:
         payload = obj.get("audio")
@@ -211,6 +203,16 @@ class Parser:
                     "invalid_text", "text contains an unpaired surrogate code point (not valid Unicode)"
                 ) from None
         return TextIn(text)
+
+
+# The JSON `type` of each client message and its decoder; a new message type is added here.
+_DECODERS: Final[dict[str, Callable[[Parser, dict[str, Any]], ClientMessage]]] = {
+    "audio": Parser._audio,
+    "text": Parser._text,
+    "ping": lambda parser, obj: PING,
+    "end": lambda parser, obj: END,
+}
+MESSAGE_TYPES: Final = tuple(_DECODERS)
 
 
 def _shown(value: object) -> str:

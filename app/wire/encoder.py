@@ -1,4 +1,4 @@
-"""Agent events to wire frames (server to client half of protocol v1).
+"""Agent events to wire frames: strands' events in, `outbound` messages out.
 
 One `OutputEncoder` per session holds what the mapping needs across events: partial
 transcripts by content id, tool names by tool-use id, and the output resampler. Audio
@@ -11,17 +11,17 @@ from __future__ import annotations
 import json
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from app.audio import Resampler
-from app.protocol import AUDIO_FORMAT, AudioEncoding
+from app.wire import outbound as out
+from app.wire.connection import Frame
+from app.wire.inbound import AudioEncoding
+from app.wire.outbound import AUDIO_FORMAT, dumps
 
-Frame = str | bytes
+TextKind = Literal["transcript", "text"]
 NO_FRAMES: tuple[Frame, ...] = ()
-
-
-def dumps(message: Mapping[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+INTERRUPTION = dumps(out.Interruption(type="interruption"))
 
 
 def _tool_text(content: Sequence[Mapping[str, Any]]) -> str:
@@ -30,7 +30,7 @@ def _tool_text(content: Sequence[Mapping[str, Any]]) -> str:
         if "text" in block:
             parts.append(str(block["text"]))
         elif "json" in block:
-            parts.append(dumps(block["json"]))
+            parts.append(json.dumps(block["json"], separators=(",", ":"), ensure_ascii=False, default=str))
     return "\n".join(parts)
 
 
@@ -41,7 +41,8 @@ class OutputEncoder:
         self._resamplers: dict[int, Resampler] = {}
         self._partials: dict[str, list[str]] = {}
         self._tool_names: dict[str, str] = {}
-        # base64 chars need no JSON escaping, so the frame is built by concatenation.
+        # base64 chars need no JSON escaping, so the frame (an `outbound.Audio`) is built
+        # by concatenation.
         self._audio_head = f'{{"type":"audio","sample_rate":{client_rate},"format":"{AUDIO_FORMAT}","audio":"'
         self._handlers: dict[str, Callable[[Mapping[str, Any]], Sequence[Frame]]] = {
             "bidi_audio_delta": self._audio,
@@ -98,34 +99,41 @@ class OutputEncoder:
     def _interruption(self, event: Mapping[str, Any]) -> Sequence[Frame]:
         for resampler in self._resamplers.values():
             resampler.reset()
-        return (dumps({"type": "interruption"}),)
+        return (INTERRUPTION,)
 
     # lifecycle ---------------------------------------------------------------
 
     def _connection_start(self, event: Mapping[str, Any]) -> Sequence[Frame]:
-        return (
-            dumps(
-                {"type": "connection_start", "connection_id": event["connection_id"], "model": event["model"]}
-            ),
+        message = out.ConnectionStart(
+            type="connection_start", connection_id=event["connection_id"], model=event["model"]
         )
+        return (dumps(message),)
 
     def _response_start(self, event: Mapping[str, Any]) -> Sequence[Frame]:
-        return (dumps({"type": "response_start", "response_id": event["response_id"]}),)
+        return (dumps(out.ResponseStart(type="response_start", response_id=event["response_id"])),)
 
     def _response_stop(self, event: Mapping[str, Any]) -> Sequence[Frame]:
-        return (dumps({"type": "response_complete", "response_id": event["response_id"]}),)
+        return (dumps(out.ResponseComplete(type="response_complete", response_id=event["response_id"])),)
 
     def _restart(self, event: Mapping[str, Any]) -> Sequence[Frame]:
-        message = {"type": "connection_restart", "reason": event["reason"]}
-        message["turn_interrupted"] = bool(event.get("turn_interrupted"))
+        message = out.ConnectionRestart(
+            type="connection_restart",
+            reason=event["reason"],
+            turn_interrupted=bool(event.get("turn_interrupted")),
+        )
         return (dumps(message),)
 
     def _warning(self, event: Mapping[str, Any]) -> Sequence[Frame]:
-        return (dumps({"type": "connection_warning", "time_left_s": event["time_left_s"]}),)
+        return (dumps(out.ConnectionWarning(type="connection_warning", time_left_s=event["time_left_s"])),)
 
     def _usage(self, event: Mapping[str, Any]) -> Sequence[Frame]:
-        keys = ("input_tokens", "output_tokens", "total_tokens")
-        return (dumps({"type": "usage", **{k: event.get(k, 0) for k in keys}}),)
+        message = out.Usage(
+            type="usage",
+            input_tokens=event.get("input_tokens", 0),
+            output_tokens=event.get("output_tokens", 0),
+            total_tokens=event.get("total_tokens", 0),
+        )
+        return (dumps(message),)
 
     # transcripts and text ------------------------------------------------------
 
@@ -133,23 +141,19 @@ class OutputEncoder:
         self._partials[event["content_id"]] = []
         return NO_FRAMES
 
-    def _partial(self, kind: str, role: str, event: Mapping[str, Any]) -> Sequence[Frame]:
+    def _partial(self, kind: TextKind, role: str, event: Mapping[str, Any]) -> Sequence[Frame]:
         content_id = event["content_id"]
         parts = self._partials.setdefault(content_id, [])
         parts.append(event["delta"])
-        message = {
-            "type": kind,
-            "role": role,
-            "text": "".join(parts),
-            "final": False,
-            "content_id": content_id,
-        }
+        message = out.Transcript(
+            type=kind, role=role, text="".join(parts), final=False, content_id=content_id
+        )
         return (dumps(message),)
 
-    def _final(self, kind: str, role: str, text: str, event: Mapping[str, Any]) -> Sequence[Frame]:
+    def _final(self, kind: TextKind, role: str, text: str, event: Mapping[str, Any]) -> Sequence[Frame]:
         content_id = event["content_id"]
         self._partials.pop(content_id, None)
-        return (dumps({"type": kind, "role": role, "text": text, "final": True, "content_id": content_id}),)
+        return (dumps(out.Transcript(type=kind, role=role, text=text, final=True, content_id=content_id)),)
 
     def _transcript_delta(self, event: Mapping[str, Any]) -> Sequence[Frame]:
         return self._partial("transcript", event["role"], event)
@@ -169,23 +173,20 @@ class OutputEncoder:
         frames = []
         for use in event["tool_uses"]:
             self._tool_names[use["toolUseId"]] = use["name"]
-            message = {
-                "type": "tool_use",
-                "tool_use_id": use["toolUseId"],
-                "name": use["name"],
-                "input": use["input"],
-            }
+            message = out.ToolUse(
+                type="tool_use", tool_use_id=use["toolUseId"], name=use["name"], input=use["input"]
+            )
             frames.append(dumps(message))
         return frames
 
     def _tool_result(self, event: Mapping[str, Any]) -> Sequence[Frame]:
         result = event["tool_result"]
         tool_use_id = result["toolUseId"]
-        message = {
-            "type": "tool_result",
-            "tool_use_id": tool_use_id,
-            "name": self._tool_names.pop(tool_use_id, ""),
-            "status": result["status"],
-            "content": _tool_text(result.get("content", ())),
-        }
+        message = out.ToolResult(
+            type="tool_result",
+            tool_use_id=tool_use_id,
+            name=self._tool_names.pop(tool_use_id, ""),
+            status=result["status"],
+            content=_tool_text(result.get("content", ())),
+        )
         return (dumps(message),)
