@@ -29,21 +29,18 @@ import anyio
 from starlette import status
 from starlette.websockets import WebSocket
 from strands.bidi import BidiAgent
-from strands.bidi.hooks import BidiBeforeConnectionRestartEvent
-from strands.bidi.models import AudioCapable, BidiModel
+from strands.bidi.models import BidiModel
 from strands.bidi.types import AudioDelta
-from strands.hooks import MessageAddedEvent
 from strands.types.tools import AgentTool
 
+from app.agent import build_agent, model_rates
 from app.audio import Resampler
 from app.config import Settings
 from app.errors import ModelError, ProtocolError, SessionError
-from app.history import trim_history
 from app.logs import session_id_var
 from app.models import ModelProvider
 from app.plugins import SERVICES_KEY, ToolServices
 from app.registry import SessionRegistry
-from app.restarts import RestartBudget
 from app.wire import outbound as out
 from app.wire.connection import ClientConnection, ClientGone
 from app.wire.encoder import OutputEncoder
@@ -123,13 +120,13 @@ class Session:
             logger.exception("model could not be built")
             await self._close(Outcome("model_error", status.WS_1011_INTERNAL_ERROR, ModelError(str(exc))))
             return
-        input_rate, output_rate = _model_rates(model, settings)
+        input_rate, output_rate = model_rates(model, settings)
         try:
             options = parse_connect_options(dict(self.client.query_params), input_rate, output_rate)
         except ProtocolError as exc:
             await self._close(Outcome(exc.code, exc.close_code, exc))
             return
-        agent = self._agent(model)
+        agent = build_agent(model, self.context.tools, settings)
         try:
             await self._converse(agent, options, input_rate)
         except Exception:
@@ -144,19 +141,6 @@ class Session:
             with anyio.move_on_after(2 * settings.stop_timeout, shield=True):
                 await self._close(self.outcome)
                 await self._stop_agent(agent)
-
-    def _agent(self, model: BidiModel) -> BidiAgent:
-        settings = self.context.settings
-        agent = BidiAgent(model=model, tools=list(self.context.tools), system_prompt=settings.system_prompt)
-        limit = settings.max_history_messages
-
-        def bound_history(event: MessageAddedEvent) -> None:
-            trim_history(agent.messages, limit)
-
-        agent.add_hook(bound_history, MessageAddedEvent)
-        budget = RestartBudget(settings.model_max_restarts, settings.model_restart_window)
-        agent.add_hook(budget.spend, BidiBeforeConnectionRestartEvent)
-        return agent
 
     async def _converse(self, agent: BidiAgent, options: ConnectOptions, model_input_rate: int) -> None:
         model = agent.model
@@ -355,13 +339,6 @@ class Session:
             channels=1,
             tools=sorted(tool_names),
         )
-
-
-def _model_rates(model: BidiModel, settings: Settings) -> tuple[int, int]:
-    if isinstance(model, AudioCapable):
-        config = model.get_audio_config()
-        return config["input"]["sample_rate"], config["output"]["sample_rate"]
-    return settings.input_sample_rate, settings.output_sample_rate
 
 
 def _describe(exc: BaseException) -> str:
