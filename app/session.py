@@ -200,9 +200,9 @@ class Session:
         resampler = Resampler(options.input_sample_rate, model_input_rate)
         async with anyio.create_task_group() as tasks:
             self._cancel_scope = tasks.cancel_scope
-            tasks.start_soon(self._pump_audio, agent, resampler)
-            tasks.start_soon(self._pump_text, agent)
-            tasks.start_soon(self._relay, agent, encoder)
+            tasks.start_soon(self._pump_audio, agent, resampler, name="session:audio-pump")
+            tasks.start_soon(self._pump_text, agent, name="session:text-pump")
+            tasks.start_soon(self._relay, agent, encoder, name="session:relay")
             await self._read(parser)
 
     def _finish(self, outcome: Outcome) -> None:
