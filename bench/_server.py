@@ -12,7 +12,6 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO
 
 import httpx
 
@@ -41,7 +40,8 @@ async def app_server(env: dict[str, str], log: list[str]) -> AsyncIterator[tuple
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    output: IO[str] = process.stdout  # type: ignore[assignment]
+    assert process.stdout is not None  # stdout=PIPE
+    output = process.stdout
     drain = threading.Thread(target=lambda: log.extend(iter(output.readline, "")), daemon=True)
     drain.start()
     try:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,10 +11,7 @@ from starlette.applications import Starlette
 from app.config import Settings
 from app.main import create_app
 from app.plugins import load_tools
-from tests.support import ScriptedProvider
-
-ROOT = Path(__file__).resolve().parent.parent
-TOOLS_DIR = ROOT / "tools"
+from tests.support import TOOLS_DIR, ScriptedProvider
 
 
 @pytest.fixture(autouse=True, scope="session")

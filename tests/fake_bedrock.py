@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -121,12 +121,12 @@ def _chunk(event: dict[str, Any]) -> bytes:
     body = json.dumps({"event": event}).encode()
     payload = json.dumps({"bytes": base64.b64encode(body).decode()}).encode()
     headers = {":message-type": "event", ":event-type": "chunk", ":content-type": "application/json"}
-    return EventMessage(headers=headers, payload=payload).encode()  # type: ignore[arg-type]
+    return EventMessage(headers=headers, payload=payload).encode()
 
 
 def _exception(kind: str, message: str) -> bytes:
     headers = {":message-type": "exception", ":exception-type": kind, ":content-type": "application/json"}
-    return EventMessage(headers=headers, payload=json.dumps({"message": message}).encode()).encode()  # type: ignore[arg-type]
+    return EventMessage(headers=headers, payload=json.dumps({"message": message}).encode()).encode()
 
 
 class EnvelopeReader:
@@ -344,7 +344,8 @@ class FakeNova:
         try:
             await task
         except asyncio.CancelledError:
-            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():  # we were cancelled too, not only `task`
                 raise
 
 
@@ -430,17 +431,18 @@ class _Connection:
 
     def _handle(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
-            headers = dict(event.headers)  # type: ignore[arg-type]
+            # header_encoding="utf-8" makes h2 hand over str; its annotations say bytes.
+            headers = dict(cast(list[tuple[str, str]], event.headers))
             if not headers.get(":path", "").partition("?")[0].endswith(_PATH_SUFFIX):
                 self.h2.send_headers(event.stream_id, [(":status", "404")], end_stream=True)
                 return
-            stream = NovaStream(self.server, self, event.stream_id, headers)
-            self.streams[event.stream_id] = stream
-            self.server.streams.append(stream)
+            opened = NovaStream(self.server, self, event.stream_id, headers)
+            self.streams[event.stream_id] = opened
+            self.server.streams.append(opened)
             self.h2.send_headers(
                 event.stream_id, [(":status", "200"), ("content-type", "application/vnd.amazon.eventstream")]
             )
-            self.server.spawn(stream.run())
+            self.server.spawn(opened.run())
         elif isinstance(event, h2.events.DataReceived):
             self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             if stream := self.streams.get(event.stream_id):

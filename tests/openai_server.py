@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from tests.servers import serving
+from tests.support import serving
 
 PLAIN_ANSWER_CHUNKS = ["Hello", " from", " the", " local", " model."]
 PLAIN_ANSWER = "".join(PLAIN_ANSWER_CHUNKS)

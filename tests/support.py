@@ -1,32 +1,49 @@
-"""Test doubles and helpers: a scripted `BidiModel` and WebSocket conveniences.
+"""Shared test helpers; test modules import these and never one another (tests/unit/test_layout.py).
 
-`ScriptedModel` is a real BidiModel subclass driven through the real `BidiAgent` loop:
-- text "calculate EXPR" asks for the calculator tool, then says the result aloud;
-- text "use NAME {json}" asks for any tool with that input;
-- text "fail" makes receive() raise (a model failure);
-- text "hang" answers, then never takes audio again (a stalled model);
-- text "stream" starts a reply that keeps producing audio until stopped;
-- any other text is answered with "You said: TEXT" (transcript and audio);
-- audio is recorded and answered with a user transcript and the same audio.
+Sections, in order:
+- paths: the checkout, the shipped tools folder, loading one tool module;
+- the scripted model: `ScriptedModel`, a real BidiModel subclass driven through the real
+  `BidiAgent` loop, and `ScriptedProvider`, which builds it for an app:
+  - text "calculate EXPR" asks for the calculator tool, then says the result aloud;
+  - text "use NAME {json}" asks for any tool with that input;
+  - text "fail" makes receive() raise (a model failure);
+  - text "hang" answers, then never takes audio again (a stalled model);
+  - text "stream" starts a reply that keeps producing audio until stopped;
+  - any other text is answered with "You said: TEXT" (transcript and audio);
+  - audio is recorded and answered with a user transcript and the same audio;
+- WebSocket conversations: connecting (in-process or to a port), reading messages;
+- session ends: waiting for sessions to close, finding a session's tasks;
+- fakes of outside services: OpenWeatherMap;
+- real servers: uvicorn on a free loopback port, `python -m app` as a subprocess.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import importlib.util
 import json
 import os
+import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final
 
 import anyio
 import httpx
+import strands
+import uvicorn
 import wsproto.events
-from httpx_ws import AsyncWebSocketSession, aconnect_ws
+from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
 from httpx_ws.transport import ASGIWebSocketTransport
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 from strands.bidi.models import BidiModel
 from strands.bidi.types import AudioDelta, BidiContentDelta, BidiMessage
 from strands.bidi.types.events import (
@@ -43,9 +60,28 @@ from strands.bidi.types.events import (
     BidiTranscriptStopEvent,
 )
 from strands.types.content import TextBlock
-from strands.types.tools import ToolResultBlock
+from strands.types.tools import ToolResultBlock, ToolUse
 
 from app.models import ModelProvider
+
+# paths ---------------------------------------------------------------------------
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+TOOLS_DIR: Final = ROOT / "tools"
+
+
+def load_tool_module(name: str) -> ModuleType:
+    """The shipped tool module `tools/NAME.py`, imported on its own (not as a plugin)."""
+    spec = importlib.util.spec_from_file_location(f"test_tools_{name}", TOOLS_DIR / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # so a worker process can load it by the same name
+    spec.loader.exec_module(module)
+    return module
+
+
+# the scripted model ---------------------------------------------------------------
 
 _STOP = object()
 
@@ -127,7 +163,7 @@ class ScriptedModel(BidiModel):
         elif text == "fail":
             self._queue.put_nowait(RuntimeError("scripted model failure"))
         elif text == "stream":
-            self._streamer = asyncio.create_task(self._stream())
+            self._streamer = asyncio.create_task(self._stream(), name="scripted-model:stream")
         elif text.startswith(("calculate ", "use ")):
             rid = uuid.uuid4().hex
             if text.startswith("calculate "):
@@ -135,9 +171,9 @@ class ScriptedModel(BidiModel):
             else:
                 name, _, raw = text[4:].partition(" ")
                 tool_input = json.loads(raw)
-            tool_use = {"toolUseId": f"t-{rid[:8]}", "name": name, "input": tool_input}
+            tool_use: ToolUse = {"toolUseId": f"t-{rid[:8]}", "name": name, "input": tool_input}
             self._queue.put_nowait(BidiResponseStartEvent(rid))
-            self._queue.put_nowait(BidiToolUseBlocksEvent([tool_use]))  # type: ignore[list-item]
+            self._queue.put_nowait(BidiToolUseBlocksEvent([tool_use]))
             self._queue.put_nowait(BidiResponseStopEvent(rid))
         else:
             self._say(f"You said: {text}", tone(1600))
@@ -192,20 +228,41 @@ class ScriptedProvider:
         return self.models[-1]
 
 
+# WebSocket conversations ------------------------------------------------------------
+
+
 @asynccontextmanager
-async def connect(app: Starlette, query: str = "") -> AsyncIterator[AsyncWebSocketSession]:
+async def connect(app: ASGIApp, query: str = "") -> AsyncIterator[AsyncWebSocketSession]:
+    """A WebSocket to `app` (the app, or a test's wrapper around it) in-process, through
+    httpx-ws's ASGI transport."""
     url = "ws://test/ws" + (f"?{query}" if query else "")
     async with (
         httpx.AsyncClient(transport=ASGIWebSocketTransport(app), base_url="http://test") as client,
-        aconnect_ws(url, client) as ws,
+        connect_ws(url, client) as ws,
     ):
         yield ws
+
+
+def connect_ws(
+    url: str, client: httpx.AsyncClient, **options: Any
+) -> AbstractAsyncContextManager[AsyncWebSocketSession]:
+    """httpx-ws's `aconnect_ws`, with its session type spelled out: mypy cannot infer the
+    session-class type variable from its default."""
+    return aconnect_ws(url, client, session_class=AsyncWebSocketSession, **options)
 
 
 async def receive_json(ws: AsyncWebSocketSession, timeout: float = 5.0) -> dict[str, Any]:
     message = await ws.receive_text(timeout=timeout)
     decoded: dict[str, Any] = json.loads(message)
     return decoded
+
+
+async def start(ws: AsyncWebSocketSession) -> dict[str, Any]:
+    """Read session_start and connection_start; return session_start."""
+    session_start = await receive_json(ws)
+    assert session_start["type"] == "session_start"
+    assert (await receive_json(ws))["type"] == "connection_start"
+    return session_start
 
 
 async def receive_until(
@@ -228,10 +285,74 @@ async def receive_until(
                 return seen
 
 
+async def expect_close(ws: AsyncWebSocketSession, timeout: float = 5.0) -> tuple[list[Any], int]:
+    """Everything the server sends until it closes, and the close code."""
+    seen: list[Any] = []
+    with anyio.fail_after(timeout):
+        while True:
+            try:
+                event = await ws.receive()
+            except WebSocketDisconnect as exc:
+                return seen, exc.code
+            data = getattr(event, "data", None)
+            seen.append(json.loads(data) if isinstance(data, str) else data)
+
+
 async def send_close(ws: AsyncWebSocketSession, code: int) -> None:
     """Send a close frame with `code`; leaving the `connect` block then ends the stream.
     (httpx-ws's own close() races its background reader when called inside the block.)"""
     await ws.send(wsproto.events.CloseConnection(code=code))
+
+
+def of_type(messages: list[Any], kind: str) -> list[dict[str, Any]]:
+    return [m for m in messages if isinstance(m, dict) and m.get("type") == kind]
+
+
+# session ends ---------------------------------------------------------------------
+
+
+async def wait_closed(app: Starlette, timeout: float = 2.0) -> None:
+    with anyio.fail_after(timeout):
+        await app.state.context.registry.wait_idle()
+
+
+# A session's own tasks are named `session:...`, the local model's `local-model:...`, the
+# scripted model's `scripted-model:...`.
+SESSION_TASK_PREFIXES: Final = ("session:", "local-model:", "scripted-model:")
+
+# strands' BidiAgent starts its tasks (the model reader, tool runs, the restart timer)
+# with asyncio.create_task and no name, so they are `Task-N`: found by where their
+# coroutine is defined instead, only because they cannot be found by name. Compared as a
+# real directory, not a substring of a path, so no other code can match by accident.
+STRANDS_DIR: Final = Path(strands.__file__).resolve().parent
+
+
+@functools.cache
+def _is_strands_code(filename: str) -> bool:
+    return Path(filename).resolve().is_relative_to(STRANDS_DIR)
+
+
+def session_tasks() -> set[asyncio.Task[Any]]:
+    """Tasks that belong to a session: ours, the model's, strands'."""
+    found = set()
+    for task in asyncio.all_tasks():
+        if task.get_name().startswith(SESSION_TASK_PREFIXES):
+            found.add(task)
+            continue
+        code = getattr(task.get_coro(), "cr_code", None)
+        if code is not None and _is_strands_code(code.co_filename):
+            found.add(task)
+    return found
+
+
+async def assert_no_session_tasks(timeout: float = 2.0) -> None:
+    with anyio.fail_after(timeout):
+        while session_tasks():
+            # A bare yield, not a timed sleep: lets cancelled tasks run to their end.
+            await anyio.lowlevel.checkpoint()
+
+
+# fakes of outside services -----------------------------------------------------------
 
 
 class FakeOpenWeatherMap:
@@ -253,8 +374,104 @@ class FakeOpenWeatherMap:
         return httpx.Response(200, json=self.body)
 
 
-def of_type(messages: list[Any], kind: str) -> list[dict[str, Any]]:
-    return [m for m in messages if isinstance(m, dict) and m.get("type") == kind]
+# real servers ---------------------------------------------------------------------
+#
+# `serving` stops its server gracefully however the block ends: a test that fails with a
+# browser or client still connected must not leave a socket, a connection or the app's
+# lifespan open behind it, because `filterwarnings = error` turns the `ResourceWarning`
+# the garbage collector raises for it into a failure of whichever test runs next.
+
+# uvicorn notices `should_exit` within 0.1 s, then waits up to the config's
+# timeout_graceful_shutdown for connections; this bounds the whole stop.
+STOP_DEADLINE: Final = 15.0
+
+
+def listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)  # connections wait in the backlog until uvicorn accepts: no start-up race
+    return sock
+
+
+@asynccontextmanager
+async def serving(config: uvicorn.Config) -> AsyncIterator[tuple[uvicorn.Server, int]]:
+    """A uvicorn server for `config` for the duration of the block, and its port."""
+    server = uvicorn.Server(config)
+    stopped = anyio.Event()
+
+    async def serve(sock: socket.socket) -> None:
+        try:
+            await server.serve([sock])
+        finally:
+            stopped.set()
+
+    with listening_socket() as sock:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(serve, sock)
+            try:
+                yield server, sock.getsockname()[1]
+            finally:
+                # A graceful stop even when the block failed: cancelling `serve` instead
+                # would skip uvicorn's shutdown (open connections, the app's lifespan).
+                # Shielded, so a cancelled test still cleans up; bounded by the deadline.
+                server.should_exit = True
+                with anyio.CancelScope(shield=True), anyio.fail_after(STOP_DEADLINE):
+                    await stopped.wait()
+
+
+@asynccontextmanager
+async def run_server(app: ASGIApp, **options: Any) -> AsyncIterator[tuple[uvicorn.Server, int]]:
+    """`app` on a real uvicorn, with its lifespan; stopped and closed even if the block fails.
+    `options` are more of uvicorn's settings."""
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **options)
+    async with serving(config) as running:
+        yield running
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve_subprocess(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """`python -m app` with `env` added to the environment; stopped however the block ends."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:  # leaving it closes the pipe and reaps the process
+        try:
+            yield process
+        finally:
+            stop(process)
+
+
+def stop(process: subprocess.Popen[str], timeout: float = 10) -> None:
+    """Ask `process` to stop; kill it if it has not within `timeout`. Either way it is
+    reaped: no zombie, and no server left holding a port while later tests run."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def wait_ready(process: subprocess.Popen[str]) -> None:
+    """Wait for uvicorn's own readiness line (needs LOG_LEVEL=INFO)."""
+    assert process.stderr is not None
+    with anyio.fail_after(30):
+        while "Application startup complete" not in (
+            # Abandoned on timeout; stopping the process then ends the read with EOF.
+            line := await anyio.to_thread.run_sync(process.stderr.readline, abandon_on_cancel=True)
+        ):
+            assert line, "server exited before it was ready"
 
 
 def gone(pid: int) -> bool:

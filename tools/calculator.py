@@ -183,7 +183,12 @@ def _call(name: str, args: list[Number]) -> Number:
 
 
 def _eval(node: ast.AST) -> Number:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+    # Not bool, though it is an int: True + True is not arithmetic anyone asked for.
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    ):
         return _check(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         return _check(_BINARY[type(node.op)](_eval(node.left), _eval(node.right)))

@@ -25,9 +25,8 @@ from playwright.async_api import Error as PlaywrightError
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from tests.integration.test_server import run_server
 from tests.speech import silence, speech
-from tests.support import ScriptedProvider
+from tests.support import ScriptedProvider, run_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [

@@ -14,9 +14,8 @@ import anyio
 import pytest
 from starlette.applications import Starlette
 
-from tests.integration.test_server import ROOT, free_port, run_server
 from tests.speech import silence, speech
-from tests.support import ScriptedProvider
+from tests.support import ROOT, ScriptedProvider, free_port, run_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -90,7 +89,7 @@ async def test_token_and_headers_are_sent(app_factory: Callable[..., Starlette])
             seen.append(dict(scope["headers"]))
         await app(scope, receive, send)
 
-    async with run_server(recording) as (_, port):  # type: ignore[arg-type]
+    async with run_server(recording) as (_, port):
         code, _, err = await client(
             f"ws://127.0.0.1:{port}/ws", "--token", "s3cret", "--header", "X-Tenant: acme", "--text", "hi"
         )
@@ -110,7 +109,7 @@ async def test_query_parameters_in_the_url_reach_the_server_unchanged(
             seen.append(parse_qs(scope["query_string"].decode(), keep_blank_values=True))
         await app(scope, receive, send)
 
-    async with run_server(recording) as (_, port):  # type: ignore[arg-type]
+    async with run_server(recording) as (_, port):
         url = f"ws://127.0.0.1:{port}/ws?token=a%2Fb%26c&empty=&tenant=acme+corp"
         code, _, err = await client(url, "--text", "hi")
     assert code == 0, err

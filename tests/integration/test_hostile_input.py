@@ -10,8 +10,16 @@ from collections.abc import Callable
 import pytest
 from starlette.applications import Starlette
 
-from tests.integration.test_websocket_flows import expect_close, start, wait_closed
-from tests.support import ScriptedProvider, connect, of_type, receive_json, receive_until
+from tests.support import (
+    ScriptedProvider,
+    connect,
+    expect_close,
+    of_type,
+    receive_json,
+    receive_until,
+    start,
+    wait_closed,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

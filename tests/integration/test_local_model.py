@@ -13,10 +13,17 @@ import numpy as np
 import pytest
 from starlette.applications import Starlette
 
-from tests.integration.test_websocket_flows import assert_no_session_tasks, start, wait_closed
 from tests.openai_server import run_openai_server
 from tests.speech import frames, rms, silence, speech
-from tests.support import FakeOpenWeatherMap, connect, of_type, receive_until
+from tests.support import (
+    FakeOpenWeatherMap,
+    assert_no_session_tasks,
+    connect,
+    of_type,
+    receive_until,
+    start,
+    wait_closed,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 asyncio_tasks = asyncio.all_tasks

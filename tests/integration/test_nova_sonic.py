@@ -16,13 +16,20 @@ import anyio
 import httpx
 import numpy as np
 import pytest
-from httpx_ws import aconnect_ws
 from starlette.applications import Starlette
 
 from tests.fake_bedrock import FakeBedrock, make_certificates
-from tests.integration.test_server import run_server
-from tests.integration.test_websocket_flows import assert_no_session_tasks, expect_close, start, wait_closed
-from tests.support import connect, of_type, receive_until
+from tests.support import (
+    assert_no_session_tasks,
+    connect,
+    connect_ws,
+    expect_close,
+    of_type,
+    receive_until,
+    run_server,
+    start,
+    wait_closed,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -228,7 +235,7 @@ async def test_a_fatal_model_error_closes_1011_and_the_server_stays_healthy(
 ) -> None:
     app = nova_app()
     async with run_server(app) as (_, port), httpx.AsyncClient() as client:
-        async with aconnect_ws(f"ws://127.0.0.1:{port}/ws", client) as ws:
+        async with connect_ws(f"ws://127.0.0.1:{port}/ws", client) as ws:
             await start(ws)
             await ws.send_text(json.dumps({"type": "text", "text": "fail"}))
             seen, code = await expect_close(ws, timeout=10)
@@ -240,7 +247,7 @@ async def test_a_fatal_model_error_closes_1011_and_the_server_stays_healthy(
         health = await client.get(f"http://127.0.0.1:{port}/health")
         assert health.json()["status"] == "ok"
         assert health.json()["sessions"] == 0
-        async with aconnect_ws(f"ws://127.0.0.1:{port}/ws", client) as ws:
+        async with connect_ws(f"ws://127.0.0.1:{port}/ws", client) as ws:
             await start(ws)
             await ws.send_text(json.dumps({"type": "text", "text": "still there?"}))
             seen = await receive_until(ws, "transcript", role="assistant", final=True, timeout=10)
@@ -254,7 +261,7 @@ async def test_many_sessions_at_once(nova_app: Callable[..., Starlette], bedrock
     async with run_server(app) as (_, port), httpx.AsyncClient() as client:
 
         async def converse(number: int) -> None:
-            async with aconnect_ws(f"ws://127.0.0.1:{port}/ws", client) as ws:
+            async with connect_ws(f"ws://127.0.0.1:{port}/ws", client) as ws:
                 await start(ws)
                 await ws.send_text(json.dumps({"type": "text", "text": f"I am caller {number}"}))
                 seen = await receive_until(ws, "transcript", role="assistant", final=True, timeout=20)

@@ -11,8 +11,16 @@ from starlette.applications import Starlette
 
 from app.config import Settings
 from app.models import provider_from_settings
-from tests.integration.test_websocket_flows import expect_close, start
-from tests.support import FakeOpenWeatherMap, ScriptedProvider, connect, of_type, receive_until, tone
+from tests.support import (
+    FakeOpenWeatherMap,
+    ScriptedProvider,
+    connect,
+    expect_close,
+    of_type,
+    receive_until,
+    start,
+    tone,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

@@ -20,14 +20,11 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from httpx_ws import aconnect_ws
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.test_server import ROOT, free_port, stop
-from tests.integration.test_websocket_flows import expect_close, start
-from tests.support import receive_until
+from tests.support import ROOT, connect_ws, expect_close, free_port, receive_until, start, stop
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -149,7 +146,7 @@ async def test_debug_log_has_no_secrets_text_or_audio(server: tuple[int, ServerL
     async with httpx.AsyncClient() as client:
         health = await client.get(f"http://127.0.0.1:{port}/health?api_key=SECRET4")
         assert health.status_code == 200
-        async with aconnect_ws(
+        async with connect_ws(
             url(port, "token=SECRET1&api_key=SECRET2&input_sample_rate=16000"),
             client,
             headers={"Authorization": "Bearer SECRET3"},
@@ -229,7 +226,7 @@ async def test_invalid_utf8_text_frame_closes_1007_without_an_error_log(
 async def test_hostile_json_gets_coded_errors_from_the_real_server(server: tuple[int, ServerLog]) -> None:
     port, log = server
     since = log.mark()
-    async with httpx.AsyncClient() as client, aconnect_ws(url(port), client) as ws:
+    async with httpx.AsyncClient() as client, connect_ws(url(port), client) as ws:
         session_id = (await start(ws))["session_id"]
         for frame, code in (("[" * 10_000, "invalid_json"), ('{"text":"\\ud800"}', "invalid_text")):
             await ws.send_text(frame)

@@ -17,10 +17,16 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.serving import websocket_options
-from tests.conftest import TOOLS_DIR
-from tests.integration.test_server import run_server
-from tests.integration.test_websocket_flows import expect_close, start, wait_closed
-from tests.support import ScriptedProvider, connect, receive_until
+from tests.support import (
+    TOOLS_DIR,
+    ScriptedProvider,
+    connect,
+    expect_close,
+    receive_until,
+    run_server,
+    start,
+    wait_closed,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -37,7 +43,7 @@ async def test_a_session_cancelled_from_outside_still_closes_1012_and_stops_its_
             scopes.append(cancel)
             await app(scope, receive, send)
 
-    async with connect(cancellable) as ws:  # type: ignore[arg-type]
+    async with connect(cancellable) as ws:
         await start(ws)
         await ws.send_text(json.dumps({"type": "text", "text": "stream"}))  # a reply that never ends
         await receive_until(ws, "audio")
@@ -64,7 +70,7 @@ async def test_a_failing_send_below_the_session_is_an_internal_error_not_a_disco
 
         await app(scope, receive, send_or_break)
 
-    async with connect(breaks_on_explode) as ws:  # type: ignore[arg-type]
+    async with connect(breaks_on_explode) as ws:
         await start(ws)
         await ws.send_text(json.dumps({"type": "text", "text": "explode"}))
         seen, code = await expect_close(ws)

@@ -13,15 +13,25 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from httpx_ws import AsyncWebSocketSession, aconnect_ws
+from httpx_ws import AsyncWebSocketSession
 from starlette.applications import Starlette
 from strands import tool
 from strands.types.tools import ToolContext
 
 from app.plugins import services
-from tests.integration.test_server import free_port, run_server, serve_subprocess, wait_ready
-from tests.integration.test_websocket_flows import start
-from tests.support import ScriptedProvider, connect, gone, of_type, receive_until
+from tests.support import (
+    ScriptedProvider,
+    connect,
+    connect_ws,
+    free_port,
+    gone,
+    of_type,
+    receive_until,
+    run_server,
+    serve_subprocess,
+    start,
+    wait_ready,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -95,8 +105,8 @@ async def test_runaway_work_is_killed_at_the_deadline_and_the_server_stays_respo
     async with (
         run_server(app) as (_, port),
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-        aconnect_ws(f"ws://127.0.0.1:{port}/ws", client) as ws,
-        aconnect_ws(f"ws://127.0.0.1:{port}/ws", client) as other,
+        connect_ws(f"ws://127.0.0.1:{port}/ws", client) as ws,
+        connect_ws(f"ws://127.0.0.1:{port}/ws", client) as other,
     ):
         await start(ws)
         await start(other)
@@ -124,8 +134,8 @@ async def test_the_issues_costly_calculation_no_longer_freezes_the_server() -> N
         await wait_ready(process)
         async with (
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-            aconnect_ws(url, client) as ws,
-            aconnect_ws(url, client) as other,
+            connect_ws(url, client) as ws,
+            connect_ws(url, client) as other,
         ):
             await start(ws)
             await start(other)

@@ -5,89 +5,37 @@ Only the model is scripted (tests/support.py: ScriptedModel, a BidiModel subclas
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import functools
 import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-import strands
-from httpx_ws import WebSocketDisconnect
 from starlette.applications import Starlette
 from strands import tool
 from strands.types.tools import ToolContext
 
-import app as app_package
-import tests.support
 from app.audio import Resampler
 from app.main import create_app
-from tests.support import ScriptedProvider, connect, of_type, receive_json, receive_until, send_close, tone
-
-pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-
-async def start(ws: Any) -> dict[str, Any]:
-    """Read session_start and connection_start; return session_start."""
-    session_start = await receive_json(ws)
-    assert session_start["type"] == "session_start"
-    assert (await receive_json(ws))["type"] == "connection_start"
-    return session_start
-
-
-async def wait_closed(app: Starlette, timeout: float = 2.0) -> None:
-    with anyio.fail_after(timeout):
-        await app.state.context.registry.wait_idle()
-
-
-async def expect_close(ws: Any, timeout: float = 5.0) -> tuple[list[Any], int]:
-    """Everything the server sends until it closes, and the close code."""
-    seen: list[Any] = []
-    with anyio.fail_after(timeout):
-        while True:
-            try:
-                event = await ws.receive()
-            except WebSocketDisconnect as exc:
-                return seen, exc.code
-            data = getattr(event, "data", None)
-            seen.append(json.loads(data) if isinstance(data, str) else data)
-
-
-# Where a session's coroutines are defined: the app, strands, and the scripted model.
-# Real directories, not substrings of paths: a checkout under /app (a usual container
-# working directory) would otherwise make every task, the test's own included, match.
-SESSION_CODE = (
-    Path(app_package.__file__).resolve().parent,
-    Path(strands.__file__).resolve().parent,
-    Path(tests.support.__file__).resolve(),
+from tests.support import (
+    SESSION_TASK_PREFIXES,
+    ScriptedProvider,
+    assert_no_session_tasks,
+    connect,
+    expect_close,
+    of_type,
+    receive_json,
+    receive_until,
+    send_close,
+    session_tasks,
+    start,
+    tone,
+    wait_closed,
 )
 
-
-@functools.cache
-def _is_session_code(filename: str) -> bool:
-    path = Path(filename).resolve()
-    return any(path == place or path.is_relative_to(place) for place in SESSION_CODE)
-
-
-def session_tasks() -> set[asyncio.Task[Any]]:
-    """Tasks that belong to a session: ours, strands', the model's."""
-    found = set()
-    for task in asyncio.all_tasks():
-        code = getattr(task.get_coro(), "cr_code", None)
-        if code is not None and _is_session_code(code.co_filename):
-            found.add(task)
-    return found
-
-
-async def assert_no_session_tasks(timeout: float = 2.0) -> None:
-    with anyio.fail_after(timeout):
-        while session_tasks():
-            # A bare yield, not a timed sleep: lets cancelled tasks run to their end.
-            await anyio.lowlevel.checkpoint()
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 class TestWebSocketConnection:
@@ -177,7 +125,7 @@ class TestTextMessageFlows:
             await start(ws)
             for word in words:
                 await ws.send_text(json.dumps({"type": "text", "text": word}))
-            finals = []
+            finals: list[str] = []
             while len(finals) < len(words):
                 finals.append((await receive_until(ws, "transcript", final=True))[-1]["text"])
         assert finals == [f"You said: {w}" for w in words]
@@ -247,7 +195,7 @@ class TestAudioMessageFlows:
             # The model answers every non-empty resampled chunk; the filter delays the first ones.
             reference = Resampler(48000, 16000)
             expected = [len(out) for out in map(reference, frames) if out]
-            seen = []
+            seen: list[Any] = []
             while len(of_type(seen, "response_complete")) < len(expected):
                 seen += await receive_until(ws, "response_complete")
         assert len(scripted.model.audio_in) == sum(expected)
@@ -393,6 +341,18 @@ class TestErrorHandling:
         assert code == 1011
         assert "no AWS credentials" in of_type(seen, "error")[0]["message"]
         assert failing.model.stopped.is_set()
+
+    async def test_a_live_sessions_tasks_are_found_by_name_and_strands_by_code(self, app: Starlette) -> None:
+        async with connect(app) as ws:
+            await start(ws)
+            await ws.send_text('{"type":"text","text":"stream"}')
+            await receive_until(ws, "audio")
+            names = {task.get_name() for task in session_tasks()}
+        own = {"session:audio-pump", "session:text-pump", "session:relay", "scripted-model:stream"}
+        assert own <= names
+        assert any(not name.startswith(SESSION_TASK_PREFIXES) for name in names), "no strands task"
+        await wait_closed(app)
+        await assert_no_session_tasks()
 
     @pytest.mark.parametrize("close_code", [1000, 1001, 4000])
     async def test_disconnect_stops_agent_and_model_with_no_leaked_tasks(

@@ -1,12 +1,8 @@
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
-from types import ModuleType
 
 import anyio
 import httpx
@@ -16,21 +12,9 @@ from strands.types.tools import ToolUse
 from app.config import Settings
 from app.plugins import SERVICES_KEY, ToolServices
 from app.workers import ProcessWorkers
+from tests.support import load_tool_module
 
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"test_tools_{name}", TOOLS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # so a worker process can load it by the same name
-    spec.loader.exec_module(module)
-    return module
-
-
-calc = _load("calculator")
+calc = load_tool_module("calculator")
 
 
 @pytest.mark.parametrize(

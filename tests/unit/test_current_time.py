@@ -8,9 +8,9 @@ import pytest
 import tzdata
 from strands.types.tools import ToolUse
 
-from tests.unit.test_calculator import _load
+from tests.support import load_tool_module
 
-current_time = _load("current_time")
+current_time = load_tool_module("current_time")
 pytestmark = pytest.mark.anyio
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
+from strands.bidi.models.model import ConnectionTimeoutError
 from strands.bidi.types.events import (
     BidiAudioDeltaEvent,
     BidiAudioStopEvent,
@@ -23,8 +25,9 @@ from app.wire.inbound import AudioEncoding
 from tests.support import tone
 
 
-def frames(encoder: OutputEncoder, *events: object) -> list[object]:
-    out: list[object] = []
+def frames(encoder: OutputEncoder, *events: object) -> list[Any]:
+    """What `encoder` sends for `events`: text frames decoded from JSON, binary ones as bytes."""
+    out: list[Any] = []
     for event in events:
         out += [json.loads(f) if isinstance(f, str) else f for f in encoder.encode(event)]  # type: ignore[arg-type]
     return out
@@ -45,7 +48,7 @@ def test_binary_audio_is_resampled_and_the_tail_flushed_at_audio_stop() -> None:
     audio = base64.b64encode(tone(2400)).decode()  # 100 ms at 24 kHz
     out = frames(encoder, BidiAudioDeltaEvent(audio, "pcm", 24000, 1, "a"), BidiAudioStopEvent("a"))
     assert all(isinstance(f, bytes) for f in out)
-    assert sum(len(f) for f in out) // 2 == 800  # 100 ms at 8 kHz, nothing lost in the filter  # type: ignore[arg-type]
+    assert sum(len(f) for f in out) // 2 == 800  # 100 ms at 8 kHz, nothing lost in the filter
 
 
 def test_text_streams_carry_the_text_so_far() -> None:
@@ -70,7 +73,9 @@ def test_lifecycle_events() -> None:
         encoder,
         BidiUsageEvent(input_tokens=10, output_tokens=5, total_tokens=15),
         BidiConnectionWarningEvent(time_left_s=10),
-        BidiConnectionRestartEvent(reason="timeout", timeout_error=TimeoutError("x"), turn_interrupted=True),
+        BidiConnectionRestartEvent(
+            reason="timeout", timeout_error=ConnectionTimeoutError("x"), turn_interrupted=True
+        ),
         BidiBargeInEvent(),
         BidiReasoningDeltaEvent("private thoughts", "r"),  # never sent to clients
         {"message": {"role": "user", "content": []}},  # strands' tool-result bookkeeping, no type

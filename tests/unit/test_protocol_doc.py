@@ -40,4 +40,3 @@ def test_error_codes_match_the_doc() -> None:
     cells = _first_cells(_section("Errors"))
     documented = {m for cell in cells for m in re.findall(r"`(\w+)`", cell)}
     assert documented == outbound.ERROR_CODES
-

@@ -219,9 +219,8 @@ class ScriptedTextModel(Model):
     def get_config(self) -> dict[str, Any]:
         return {}
 
-    async def structured_output(self, *args: Any, **kwargs: Any) -> AsyncGenerator[dict[str, Any], None]:
-        raise NotImplementedError
-        yield {}
+    def structured_output(self, *args: Any, **kwargs: Any) -> AsyncGenerator[dict[str, Any], None]:
+        raise NotImplementedError  # the text-model brain never asks for structured output
 
     async def stream(
         self,
@@ -239,6 +238,10 @@ class ScriptedTextModel(Model):
 
 
 def tool_block(index: int, tool_use_id: str, name: str, *fragments: str) -> list[StreamEvent]:
+    deltas: list[StreamEvent] = [
+        {"contentBlockDelta": {"contentBlockIndex": index, "delta": {"toolUse": {"input": f}}}}
+        for f in fragments
+    ]
     return [
         {
             "contentBlockStart": {
@@ -246,10 +249,7 @@ def tool_block(index: int, tool_use_id: str, name: str, *fragments: str) -> list
                 "start": {"toolUse": {"toolUseId": tool_use_id, "name": name}},
             }
         },
-        *[
-            {"contentBlockDelta": {"contentBlockIndex": index, "delta": {"toolUse": {"input": f}}}}
-            for f in fragments
-        ],
+        *deltas,
         {"contentBlockStop": {"contentBlockIndex": index}},
     ]
 

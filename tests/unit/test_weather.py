@@ -8,10 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import FakeOpenWeatherMap
-from tests.unit.test_calculator import _load
+from tests.support import FakeOpenWeatherMap, load_tool_module
 
-weather = _load("weather")
+weather = load_tool_module("weather")
 pytestmark = pytest.mark.anyio
 
 
