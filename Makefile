@@ -15,7 +15,7 @@ for p in $$root/versions/3.13*/bin/python3 $$root/versions/3.12*/bin/python3; do
 done; exit 1
 endef
 
-.PHONY: run test test-unit lint format bench-local bench-frames clean
+.PHONY: run test test-unit lint format env-example bench-local bench-frames clean
 
 $(STAMP): pyproject.toml
 	@py=$$($(find_python)) || { echo "error: Python 3.12+ not found (tried python3.13, python3.12 and pyenv's versions). Install Python 3.12 or 3.13." >&2; exit 1; }; \
@@ -42,6 +42,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format app tools tests bench
 	$(PY) -m ruff check --fix app tools tests bench
+
+# .env.example is rendered from app/config.py's declarations; a unit test checks it.
+env-example: $(STAMP)
+	$(PY) -m app.settings_doc .env.example
 
 bench-local: $(STAMP)
 	$(PY) -m bench.local_model

@@ -1,26 +1,29 @@
 """Settings: read once from the environment and `.env` into a frozen object.
 
-Nothing else in the service reads the environment. Every key is documented, with its
-default, in `.env.example`; an invalid value raises `ConfigError` naming the variable and
-what it accepts, so a bad deployment fails at startup rather than on the first call.
+Nothing else in the service reads the environment. Each field is declared with its
+default, its parser and its documentation together (`setting(...)`); `.env.example` is
+rendered from them (`make env-example`, app/settings_doc.py). An invalid value raises
+`ConfigError` naming the variable and what it accepts, so a bad deployment fails at
+startup rather than on the first call.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields, replace
+from inspect import cleandoc
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Final
 
 from starlette.config import Config
 from starlette.datastructures import Secret
 
+from app import parsers
 from app.errors import ConfigError
+from app.extensions import BRAINS, PROVIDERS, Extension
+from app.parsers import Parser
 
-PROVIDERS = ("local", "echo", "nova_sonic")
-BRAINS = ("rules", "text_model")
 # Rates a model may run at (Nova Sonic accepts exactly these three).
 MODEL_SAMPLE_RATES = (8000, 16000, 24000)
 # Rates a client may use; the session resamples between these and the model's.
@@ -34,148 +37,244 @@ MAX_MESSAGE_BYTES_LIMIT = 16 * 1024 * 1024
 # A text message is sent as JSON: up to 4 UTF-8 bytes a character, plus the object around it.
 TEXT_ENVELOPE_BYTES = 64
 
+# The doc of a setting described by the comment of the one before it (INPUT_/OUTPUT_SAMPLE_RATE).
+SEE_ABOVE: Final = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """How a `Settings` field is read from the environment and shown in `.env.example`."""
+
+    parse: Parser
+    doc: str  # the comment lines above KEY=default
+    section: str = ""  # set on the first field of a section: its heading
+    # An extension point whose names and descriptions follow the doc.
+    choices: Mapping[str, Extension[Any]] | None = None
+
+
+def setting(
+    default: Any,
+    parse: Parser,
+    doc: str,
+    *,
+    section: str = "",
+    choices: Mapping[str, Extension[Any]] | None = None,
+) -> Any:
+    """A `Settings` field; `doc` is written like a docstring (its indentation is stripped)."""
+    return field(default=default, metadata={"setting": Setting(parse, cleandoc(doc), section, choices)})
+
+
+def setting_of(f: Field[Any]) -> Setting:
+    spec = f.metadata.get("setting")
+    if not isinstance(spec, Setting):
+        raise TypeError(f"Settings.{f.name} is not declared with setting(default, parser, doc)")
+    return spec
+
+
+def _extension(default: str, extensions: Mapping[str, Extension[Any]], *, section: str = "") -> Any:
+    """A setting naming one entry of an extension point; its doc lists every entry."""
+    return setting(default, parsers.choice(extensions, str.lower), "", section=section, choices=extensions)
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    model_provider: str = "local"
-    model_id: str = ""  # empty: the provider's default
-    aws_region: str = "us-east-1"
-    bedrock_endpoint_url: str = ""  # empty: the region's default Bedrock Runtime endpoint
-    voice: str = "matthew"
-    input_sample_rate: int = 16000
-    output_sample_rate: int = 24000
-    system_prompt: str = (
-        "You are a friendly voice assistant. Keep answers short and conversational; "
-        "use the tools you have when they help."
+    # Fields are in .env.example's order; `section` starts its next heading.
+    model_provider: str = _extension("local", PROVIDERS, section="Model")
+    model_id: str = setting(
+        "",
+        parsers.stripped,
+        """
+        Empty: the provider's default (nova_sonic: amazon.nova-2-5-sonic, local: local-<brain>, echo: echo).
+        """,
     )
-    tools_dir: Path = Path("tools")
-    weather_api_key: Secret = Secret("")  # noqa: RUF009 - immutable; a shared default keeps equality
-    log_level: str = "INFO"
-    # Loggers allowed below WARNING although they may log audio, text and secrets.
-    debug_loggers: tuple[str, ...] = ()
-    host: str = "127.0.0.1"
-    port: int = 8080
-    # WebSocket keepalive: a ping every interval; no pong within the timeout closes (1011).
-    ws_ping_interval: float = 20.0
-    ws_ping_timeout: float = 20.0
-    # Limits. Queue sizes are in frames/messages; see Session for the overflow policy.
-    audio_queue_size: int = 64
-    text_queue_size: int = 16
-    max_message_bytes: int = 1_048_576
-    max_text_chars: int = 8_000
-    stop_timeout: float = 2.0
-    input_stall_timeout: float = 10.0
-    max_history_messages: int = 200
-    # A model connection that keeps failing: at most this many restarts within the window.
-    model_max_restarts: int = 3
-    model_restart_window: float = 60.0
-    tool_http_timeout: float = 5.0
-    tool_timeout: float = 10.0
-    tool_processes: int = 2
-    # The offline `local` model.
-    local_brain: str = "rules"
-    local_text_model: str = ""
-    local_text_model_api_key: Secret = Secret("")  # noqa: RUF009 - immutable; a shared default keeps equality
-    end_of_speech_ms: int = 500
-    local_speech_rate: int = 165
-    local_asr_decoders: int = 2
-    local_audio_lead_ms: int = 1000
+    aws_region: str = setting(
+        "us-east-1",
+        parsers.non_empty,
+        "AWS region for Bedrock (nova_sonic). Credentials come from the default boto3 chain.",
+    )
+    bedrock_endpoint_url: str = setting(
+        "",
+        parsers.https_url,
+        """
+        Bedrock Runtime endpoint for nova_sonic; empty: https://bedrock-runtime.<AWS_REGION>.amazonaws.com.
+        Set it for a VPC interface endpoint (PrivateLink) or a FIPS endpoint, e.g.
+        https://bedrock-runtime-fips.us-east-1.amazonaws.com. https only (Nova streams over HTTP/2 + TLS);
+        requests are still signed for AWS_REGION.
+        """,
+    )
+    voice: str = setting(
+        "matthew",
+        parsers.non_empty,
+        """
+        Output voice: a Nova Sonic voice id (matthew, tiffany, amy, ...). The local model maps
+        these to espeak-ng voices (see docs/local-model.md) or takes an espeak voice name.
+        """,
+    )
+    input_sample_rate: int = setting(
+        16000,
+        parsers.choice(MODEL_SAMPLE_RATES, int),
+        """
+        The model's audio rates: 8000 | 16000 | 24000. Clients may use other rates per
+        connection (?input_sample_rate=...&output_sample_rate=...); the server resamples.
+        """,
+    )
+    output_sample_rate: int = setting(24000, parsers.choice(MODEL_SAMPLE_RATES, int), SEE_ABOVE)
+    system_prompt: str = setting(
+        "You are a friendly voice assistant. Keep answers short and conversational; "
+        "use the tools you have when they help.",
+        parsers.non_empty,
+        "The agent's system prompt.",
+    )
+
+    local_brain: str = _extension("rules", BRAINS, section="The local model (MODEL_PROVIDER=local)")
+    local_text_model: str = setting(
+        "",
+        parsers.stripped,
+        "bedrock:<model id>  or  openai:<model>@<base url> (llama.cpp, Ollama, vLLM, ...)",
+    )
+    local_text_model_api_key: Secret = setting(  # noqa: RUF009 - the default is immutable
+        Secret(""), parsers.secret, "API key for an openai: text model (many local servers need none)."
+    )
+    end_of_speech_ms: int = setting(
+        500, parsers.number(int, 100, 5000), "Silence, in ms, that ends an utterance."
+    )
+    local_speech_rate: int = setting(
+        165, parsers.number(int, 80, 450), "Speaking rate of the local voice, words per minute."
+    )
+    local_asr_decoders: int = setting(
+        2,
+        parsers.number(int, 1, 64),
+        "Speech-recognition decoders per process (each ~60-90 MB): people speaking at once.",
+    )
+    local_audio_lead_ms: int = setting(
+        1000,
+        parsers.number(int, 100, 10000),
+        "How far, in ms, the local model's audio may run ahead of the client's playback.",
+    )
+
+    tools_dir: Path = setting(  # noqa: RUF009 - the default is immutable
+        Path("tools"),
+        parsers.path,
+        "Folder of tool plugins: every *.py in it is imported at startup.",
+        section="Tools",
+    )
+    weather_api_key: Secret = setting(  # noqa: RUF009 - the default is immutable
+        Secret(""),
+        parsers.secret,
+        "OpenWeatherMap key for the weather tool; empty uses Open-Meteo (no key needed).",
+    )
+    tool_http_timeout: float = setting(
+        5.0, parsers.number(float, 0.1, 120.0), "Timeout, in seconds, for HTTP calls made by tools."
+    )
+    tool_timeout: float = setting(
+        10.0,
+        parsers.number(float, 0.1, 300.0),
+        """
+        Seconds a tool call may take (0.1-300); after that the model gets an error result
+        saying the tool timed out, and the session goes on.
+        """,
+    )
+    tool_processes: int = setting(
+        2,
+        parsers.number(int, 1, 64),
+        """
+        Worker processes for CPU-bound tool work such as the calculator (1-64). A call that
+        times out has its process killed; calls beyond this many wait for a free one.
+        """,
+    )
+
+    log_level: str = setting(
+        "INFO",
+        parsers.choice(LOG_LEVELS, str.upper),
+        """
+        DEBUG | INFO | WARNING | ERROR | CRITICAL, for the service's own loggers. Libraries that
+        log frames, payloads or headers (websockets, httpx, httpcore, botocore, strands, openai,
+        ...) stay at WARNING and uvicorn's at INFO whatever this is; query values in logged URLs
+        are redacted except input_sample_rate, output_sample_rate and audio.
+        """,
+        section="Server",
+    )
+    debug_loggers: tuple[str, ...] = setting(
+        (),
+        parsers.logger_names,
+        """
+        Comma-separated loggers to run at DEBUG anyway, e.g. websockets,httpcore (uvicorn.error
+        carries websockets' frame lines). They MAY LOG AUDIO, USER TEXT AND SECRETS (headers).
+        """,
+    )
+    host: str = setting("127.0.0.1", parsers.non_empty, "Where `python -m app` (and `make run`) listens.")
+    port: int = setting(8080, parsers.number(int, 0, 65535), SEE_ABOVE)
+    ws_ping_interval: float = setting(
+        20.0,
+        parsers.number(float, 0.1, 3600.0),
+        """
+        WebSocket keepalive, seconds: the server pings every WS_PING_INTERVAL; a client that
+        does not answer within WS_PING_TIMEOUT is closed (1011, keepalive_timeout in the log).
+        """,
+    )
+    ws_ping_timeout: float = setting(20.0, parsers.number(float, 0.1, 3600.0), SEE_ABOVE)
+
+    # Queue sizes are in frames/messages; see Session for the overflow policy.
+    audio_queue_size: int = setting(
+        64,
+        parsers.number(int, 1, 100_000),
+        """
+        Input queues per session, in frames/messages. When full, the server stops reading
+        the socket until the model catches up (backpressure; nothing is dropped).
+        """,
+        section="Limits",
+    )
+    text_queue_size: int = setting(16, parsers.number(int, 1, 10_000), SEE_ABOVE)
+    max_message_bytes: int = setting(
+        1_048_576,
+        parsers.number(int, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT),
+        """
+        Largest client frame in bytes (text frames: UTF-8 bytes). `python -m app` hands it to
+        uvicorn, which refuses a larger frame from its header and closes with 1009. From 16384
+        (a 100 ms frame of 48 kHz audio as base64 JSON) to 16777216; must hold MAX_TEXT_CHARS
+        as JSON text: at least 4 * MAX_TEXT_CHARS + 64.
+        """,
+    )
+    max_text_chars: int = setting(
+        8_000,
+        parsers.number(int, 1, 1_000_000),
+        "Longest text message in characters; longer ones get a text_too_long error.",
+    )
+    input_stall_timeout: float = setting(
+        10.0,
+        parsers.number(float, 0.1, 3600.0),
+        """
+        Seconds the server waits, with an input queue full, for the model to take input
+        before closing the session with input_stalled (1013).
+        """,
+    )
+    max_history_messages: int = setting(
+        200,
+        parsers.number(int, 2, 100_000),
+        "Most messages a session's conversation history keeps (oldest turns are dropped).",
+    )
+    model_max_restarts: int = setting(
+        3,
+        parsers.number(int, 0, 1000),
+        """
+        A model connection that keeps failing (Nova Sonic timing out again and again): strands
+        restarts it and replays the history, at most MODEL_MAX_RESTARTS times within any
+        MODEL_RESTART_WINDOW seconds; the next failure ends the session (model_restart_limit, 1013).
+        """,
+    )
+    model_restart_window: float = setting(60.0, parsers.number(float, 1.0, 86_400.0), SEE_ABOVE)
+    stop_timeout: float = setting(
+        2.0,
+        parsers.number(float, 0.1, 60.0),
+        'Seconds allowed for stopping a session\'s agent and model (and for draining on "end").',
+    )
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
 
-def _choice[T](allowed: tuple[T, ...], cast: Callable[[str], T]) -> Callable[[str, str], T]:
-    def parse(key: str, raw: str) -> T:
-        try:
-            value: T | None = cast(raw)
-        except ValueError:
-            value = None
-        if value is None or value not in allowed:
-            names = ", ".join(str(a) for a in allowed)
-            raise ConfigError(f"{key}={raw!r} is not valid; allowed values: {names}")
-        return value
-
-    return parse
-
-
-def _number[N: (int, float)](
-    cast: Callable[[str], N], minimum: float, maximum: float
-) -> Callable[[str, str], N]:
-    def parse(key: str, raw: str) -> N:
-        try:
-            value: N | None = cast(raw)
-        except ValueError:
-            value = None
-        if value is None or not (minimum <= value <= maximum):
-            raise ConfigError(f"{key}={raw!r} is not valid; expected a number from {minimum} to {maximum}")
-        return value
-
-    return parse
-
-
-def _https_url(key: str, raw: str) -> str:
-    url = raw.strip()
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    # awscrt speaks HTTP/2 only over TLS; over plain http the duplex stream never starts.
-    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(f"{key}={raw!r} is not valid; expected an https:// URL such as https://host[:port]")
-    return url.rstrip("/")
-
-
-def _logger_names(key: str, raw: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in raw.split(",") if name.strip())
-    for name in names:
-        if not all(part.isidentifier() for part in name.split(".")):
-            raise ConfigError(f"{key}: {name!r} is not a logger name (e.g. websockets,httpcore)")
-    return names
-
-
-def _text(key: str, raw: str) -> str:
-    if not raw.strip():
-        raise ConfigError(f"{key} must not be empty")
-    return raw
-
-
-_PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "model_provider": _choice(PROVIDERS, str.lower),
-    "model_id": lambda key, raw: raw.strip(),
-    "aws_region": _text,
-    "bedrock_endpoint_url": _https_url,
-    "voice": _text,
-    "input_sample_rate": _choice(MODEL_SAMPLE_RATES, int),
-    "output_sample_rate": _choice(MODEL_SAMPLE_RATES, int),
-    "system_prompt": _text,
-    "tools_dir": lambda key, raw: Path(raw),
-    "weather_api_key": lambda key, raw: Secret(raw),
-    "log_level": _choice(LOG_LEVELS, str.upper),
-    "debug_loggers": _logger_names,
-    "host": _text,
-    "port": _number(int, 0, 65535),
-    "ws_ping_interval": _number(float, 0.1, 3600.0),
-    "ws_ping_timeout": _number(float, 0.1, 3600.0),
-    "audio_queue_size": _number(int, 1, 100_000),
-    "text_queue_size": _number(int, 1, 10_000),
-    "max_message_bytes": _number(int, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT),
-    "max_text_chars": _number(int, 1, 1_000_000),
-    "stop_timeout": _number(float, 0.1, 60.0),
-    "input_stall_timeout": _number(float, 0.1, 3600.0),
-    "max_history_messages": _number(int, 2, 100_000),
-    "model_max_restarts": _number(int, 0, 1000),
-    "model_restart_window": _number(float, 1.0, 86_400.0),
-    "tool_http_timeout": _number(float, 0.1, 120.0),
-    "tool_timeout": _number(float, 0.1, 300.0),
-    "tool_processes": _number(int, 1, 64),
-    "local_brain": _choice(BRAINS, str.lower),
-    "local_text_model": lambda key, raw: raw.strip(),
-    "local_text_model_api_key": lambda key, raw: Secret(raw),
-    "end_of_speech_ms": _number(int, 100, 5000),
-    "local_speech_rate": _number(int, 80, 450),
-    "local_asr_decoders": _number(int, 1, 64),
-    "local_audio_lead_ms": _number(int, 100, 10000),
-}
+# Each field's parser, from its declaration; building this checks that every field has one.
+_PARSERS: dict[str, Parser] = {f.name: setting_of(f).parse for f in fields(Settings)}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:

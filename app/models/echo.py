@@ -31,6 +31,8 @@ from strands.types.content import TextBlock
 from strands.types.tools import ToolResultBlock, ToolSpec
 
 from app.audio import Resampler
+from app.config import Settings
+from app.models import ModelProvider
 from app.models.base import QueuedModel, new_id
 
 
@@ -147,3 +149,15 @@ class EchoModel(QueuedModel):
             await self._say(events, f"{name} says: {text}")
         else:
             await self._say(events, f"{name} failed: {text}")
+
+
+def echo_provider(settings: Settings) -> ModelProvider:
+    def build() -> EchoModel:
+        return EchoModel(
+            model_id=settings.model_id or "echo",
+            input_sample_rate=settings.input_sample_rate,
+            output_sample_rate=settings.output_sample_rate,
+            queue_size=settings.audio_queue_size,
+        )
+
+    return ModelProvider("echo", build)

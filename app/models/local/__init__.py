@@ -1,46 +1,29 @@
 """`local`: the offline speech-to-speech model (`make run` needs no cloud account).
 
 Stages, one module each: `endpointer` (pocketsphinx VAD), `recognizer` (pocketsphinx),
-`rules` or `text_model` (the brain), `synthesizer` (espeak-ng), `model` (the BidiModel
-that joins them). Decoder pools, the brain and the synthesizer are built once per app
-and shared by its sessions; each session gets its own model and recognizer.
+the brain (`LOCAL_BRAIN` picks one of app/extensions.py `BRAINS`), `synthesizer`
+(espeak-ng), `model` (the BidiModel that joins them). Decoder pools, the brain and the
+synthesizer are built once per app and shared by its sessions; each session gets its own
+model and recognizer.
 """
 
 from __future__ import annotations
 
 from app.config import Settings
-from app.errors import ConfigError
+from app.extensions import BRAINS, factory
 from app.models import ModelProvider
-from app.models.local.brain import Brain
+from app.models.local.brain import GrammarBrain
 from app.models.local.model import LocalModel
 from app.models.local.recognizer import DecoderPool, Recognizer
-from app.models.local.rules import RulesBrain
 from app.models.local.synthesizer import Synthesizer
 
 __all__ = ["LocalModel", "local_provider"]
 
 
-def _brain(settings: Settings) -> Brain:
-    if settings.local_brain == "rules":
-        return RulesBrain()
-    if not settings.local_text_model:
-        raise ConfigError(
-            "LOCAL_BRAIN=text_model needs LOCAL_TEXT_MODEL (bedrock:<model id> or openai:<model>@<url>)"
-        )
-    from app.models.local.text_model import TextModelBrain, build_text_model
-
-    model = build_text_model(
-        settings.local_text_model,
-        region=settings.aws_region,
-        api_key=str(settings.local_text_model_api_key),
-    )
-    return TextModelBrain(model)
-
-
 def local_provider(settings: Settings) -> ModelProvider:
-    brain = _brain(settings)
-    # The rules brain gets a grammar of its own phrases; a text model needs free speech.
-    grammar = brain.grammar() if isinstance(brain, RulesBrain) else None
+    brain = factory(BRAINS, "LOCAL_BRAIN", settings.local_brain)(settings)
+    # A brain that only knows fixed phrases gets a grammar of them; a text model needs free speech.
+    grammar = brain.grammar() if isinstance(brain, GrammarBrain) else None
     decoders = DecoderPool(settings.local_asr_decoders, grammar=grammar)
     decoders.prewarm()
     synthesizer = Synthesizer(settings.voice, settings.local_speech_rate)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from strands.types.content import Messages
 from strands.types.tools import ToolSpec
@@ -45,4 +45,13 @@ class Brain(Protocol):
         tool calls this brain asked for last. Yield `Say` chunks, `CallTool`s, or both
         (speech first, then calls); after calls, `respond` is called again with the results.
         """
+        ...
+
+
+@runtime_checkable
+class GrammarBrain(Brain, Protocol):
+    """A brain that only understands fixed phrases: the recognizer listens for just these."""
+
+    def grammar(self) -> str:
+        """The phrases, as a JSGF grammar (the recognizer decodes speech against it)."""
         ...

@@ -21,6 +21,7 @@ from typing import Any, Final
 from strands.types.content import Messages
 from strands.types.tools import ToolSpec
 
+from app.config import Settings
 from app.models.local.brain import BrainEvent, CallTool, Say
 
 _UNITS: Final = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -256,3 +257,7 @@ public <utterance> = <calc> | <time> | <weather> | <greeting> | <help>;
 <greeting> = hello | hi | hey | good morning | good afternoon | good evening | hello there;
 <help> = help | what can you do | hello there what can you do;
 """
+
+
+def rules_brain(settings: Settings) -> RulesBrain:
+    return RulesBrain()

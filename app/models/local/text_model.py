@@ -4,7 +4,7 @@
 events: text deltas become `Say` chunks as soon as they arrive, and each tool-use block
 becomes one `CallTool` when it closes. `build_text_model` reads the `LOCAL_TEXT_MODEL`
 setting (`bedrock:<model id>` or `openai:<model>@<base url>`) into the matching strands
-model, without touching the network.
+model, without touching the network; `text_model_brain` is the `LOCAL_BRAIN` factory.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 from strands.types.tools import ToolSpec
 
+from app.config import Settings
 from app.errors import ConfigError, ModelError
 from app.models.local.brain import BrainEvent, CallTool, Say
 
@@ -163,3 +164,16 @@ def build_text_model(spec: str, *, region: str, api_key: str) -> Model:
         f"LOCAL_TEXT_MODEL={spec!r} is not valid: use 'bedrock:<model id>' "
         "or 'openai:<model>@<base url>' (for example 'openai:llama3.2@http://127.0.0.1:11434/v1')"
     )
+
+
+def text_model_brain(settings: Settings) -> TextModelBrain:
+    if not settings.local_text_model:
+        raise ConfigError(
+            "LOCAL_BRAIN=text_model needs LOCAL_TEXT_MODEL (bedrock:<model id> or openai:<model>@<url>)"
+        )
+    model = build_text_model(
+        settings.local_text_model,
+        region=settings.aws_region,
+        api_key=str(settings.local_text_model_api_key),
+    )
+    return TextModelBrain(model)
