@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from strands.types.tools import AgentTool
 
 from app.config import Settings, load_settings
+from app.edge.refusals import Refusals
 from app.logs import install_record_factory
 from app.models import ModelProvider, provider_from_settings
 from app.plugins import ToolServices, load_tools
@@ -52,6 +53,7 @@ def create_app(
         tools=tuple(TimedTool(tool, settings.tool_timeout) for tool in offered),
         services=ToolServices(settings=settings, http=http, workers=ProcessWorkers(settings.tool_processes)),
         registry=SessionRegistry(),
+        refusals=Refusals(),
     )
 
     async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -64,7 +66,14 @@ def create_app(
         return JSONResponse({"status": status, "time_of_last_update": int(registry.last_change)})
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "sessions": len(context.registry), "time": int(time.time())})
+        refused = dict(context.refusals.counts)
+        body = {
+            "status": "ok",
+            "sessions": len(context.registry),
+            "refused": refused,
+            "time": int(time.time()),
+        }
+        return JSONResponse(body)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -36,6 +36,7 @@ from strands.types.tools import AgentTool
 from app.agent import build_agent, model_rates
 from app.audio import Resampler
 from app.config import Settings
+from app.edge.refusals import Refusals
 from app.errors import ModelError, ProtocolError, SessionError
 from app.logs import session_id_var
 from app.models import ModelProvider
@@ -78,6 +79,7 @@ class SessionContext:
     tools: Sequence[AgentTool]
     services: ToolServices
     registry: SessionRegistry
+    refusals: Refusals
 
 
 class Session:
