@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from strands.types.tools import AgentTool
 
 from app.config import Settings, load_settings
+from app.edge.gate import Gate
 from app.edge.refusals import Refusals
 from app.logs import install_record_factory
 from app.models import ModelProvider, provider_from_settings
@@ -56,8 +57,12 @@ def create_app(
         refusals=Refusals(),
     )
 
+    gate = Gate(checks=(), refusals=context.refusals)
+
     async def websocket_endpoint(websocket: WebSocket) -> None:
-        await Session(websocket, context).serve()
+        admitted = await gate.admit(websocket)
+        if admitted is not None:
+            await Session(websocket, context, admitted).serve()
 
     async def ping(request: Request) -> JSONResponse:
         # Bedrock AgentCore Runtime health contract.

@@ -36,6 +36,7 @@ from strands.types.tools import AgentTool
 from app.agent import build_agent, model_rates
 from app.audio import Resampler
 from app.config import Settings
+from app.edge.gate import Admitted
 from app.edge.refusals import Refusals
 from app.errors import ModelError, ProtocolError, SessionError
 from app.logs import session_id_var
@@ -83,8 +84,11 @@ class SessionContext:
 
 
 class Session:
-    def __init__(self, websocket: WebSocket, context: SessionContext) -> None:
+    def __init__(
+        self, websocket: WebSocket, context: SessionContext, admitted: Admitted | None = None
+    ) -> None:
         self.id = uuid.uuid4().hex
+        self.admitted = admitted or Admitted()
         self.client = ClientConnection(websocket)
         self.context = context
         self.outcome: Outcome | None = None
@@ -101,7 +105,7 @@ class Session:
         token = session_id_var.set(self.id)  # inherited by every task the session starts
         started = time.monotonic()
         try:
-            await self.client.accept()
+            await self.client.accept(self.admitted.subprotocol)
             await self._serve()
         finally:
             registry.discard(self.id)

@@ -57,8 +57,8 @@ class ClientConnection:
     def query_params(self) -> QueryParams:
         return self._websocket.query_params
 
-    async def accept(self) -> None:
-        await self._websocket.accept()
+    async def accept(self, subprotocol: str | None = None) -> None:
+        await self._websocket.accept(subprotocol)
 
     async def receive(self) -> Frame:
         """The next frame's data: bytes for a binary frame, str for a text frame."""
