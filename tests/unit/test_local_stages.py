@@ -12,9 +12,9 @@ import anyio
 import pytest
 
 from app.models.local.endpointer import Endpointer, Mark
-from app.models.local.model import split_sentences, unshown_words
 from app.models.local.recognizer import DecoderPool, Recognizer
 from app.models.local.synthesizer import DEFAULT_VOICE, ESPEAK_RATE, Synthesizer, espeak_voice
+from app.models.local.text import split_sentences, unshown_words
 from tests.speech import rms, silence, speech
 
 pytestmark = pytest.mark.anyio

@@ -19,7 +19,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import re
 import time
 from typing import Any, Final
 
@@ -47,49 +46,12 @@ from app.models.local.endpointer import SAMPLE_RATE as ASR_RATE
 from app.models.local.endpointer import Endpointer, Mark
 from app.models.local.recognizer import Recognizer
 from app.models.local.synthesizer import Synthesizer
+from app.models.local.text import common_prefix, split_sentences, unshown_words
 
 logger = logging.getLogger(__name__)
 
-_SENTENCE_END: Final = re.compile(r"(?<=[.!?;:])\s+")
-_MAX_SENTENCE_CHARS: Final = 240
 _AGREEING: Final = 5  # partial hypotheses that must agree on a word before it is shown
 _UNSETTLED_TAIL: Final = 2  # newest words of a partial hypothesis never shown
-
-
-def split_sentences(buffer: str, final: bool) -> tuple[list[str], str]:
-    """Complete sentences in `buffer`, and the rest (all of it once `final`)."""
-    parts = _SENTENCE_END.split(buffer)
-    done, rest = parts[:-1], parts[-1]
-    while len(rest) > _MAX_SENTENCE_CHARS:  # no punctuation for a long while: cut at a space
-        cut = rest.rfind(" ", 0, _MAX_SENTENCE_CHARS)
-        cut = cut if cut > 0 else _MAX_SENTENCE_CHARS
-        done.append(rest[:cut])
-        rest = rest[cut:].lstrip()
-    if final and rest.strip():
-        done.append(rest)
-        rest = ""
-    return [s.strip() for s in done if s.strip()], rest
-
-
-def _common_prefix(a: list[str], b: list[str]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def unshown_words(shown: list[str], final: list[str]) -> list[str]:
-    """The words of `final` still to show after `shown`: those after the longest run of
-    `shown`'s last words found in `final` (partials may lack a word the final has), or
-    else those after the words both begin with."""
-    for size in range(len(shown), 0, -1):
-        tail = shown[-size:]
-        for start in range(len(final) - size + 1):
-            if final[start : start + size] == tail:
-                return final[start + size :]
-    return final[_common_prefix(shown, final) :]
 
 
 class LocalModel(QueuedModel):
@@ -387,7 +349,7 @@ class LocalModel(QueuedModel):
         self._last_hypotheses = recent
         if len(recent) < _AGREEING:
             return
-        agreed = min(_common_prefix(recent[0], r) for r in recent[1:])
+        agreed = min(common_prefix(recent[0], r) for r in recent[1:])
         stable = words[: min(agreed, len(words) - _UNSETTLED_TAIL)]
         if len(stable) > len(self._user_words) and stable[: len(self._user_words)] == self._user_words:
             await self._user_delta(stable[len(self._user_words) :])
