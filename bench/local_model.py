@@ -43,10 +43,10 @@ from httpx_ws import AsyncWebSocketSession, aconnect_ws
 from app.audio import Resampler
 from app.config import Settings
 from app.models.local.endpointer import Endpointer, Mark
-from app.models.local.model import split_sentences
 from app.models.local.recognizer import DecoderPool, Recognizer
 from app.models.local.rules import RulesBrain
 from app.models.local.synthesizer import Synthesizer
+from app.models.local.text import split_sentences
 from bench._server import app_server, cpu_seconds, memory_mb
 
 RATE, FRAME_S = 16000, 0.02

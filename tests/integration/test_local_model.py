@@ -12,7 +12,9 @@ import anyio
 import numpy as np
 import pytest
 from starlette.applications import Starlette
+from strands.bidi.types import AudioDelta
 
+from tests.decoders import HeldPool
 from tests.openai_server import run_openai_server
 from tests.speech import frames, rms, silence, speech
 from tests.support import (
@@ -26,7 +28,11 @@ from tests.support import (
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-asyncio_tasks = asyncio.all_tasks
+
+
+def local_model_tasks(name: str = "") -> list[asyncio.Task[Any]]:
+    """The local model's tasks (all named `local-model:...`), or those of one name."""
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith(f"local-model:{name}")]
 
 
 @pytest.fixture
@@ -133,10 +139,13 @@ async def test_local_sessions_leave_no_tasks(local_app: Starlette) -> None:
         await start(ws)
         await ws.send_text(json.dumps({"text": "help"}))
         await receive_until(ws, "audio")
+        names = {t.get_name() for t in local_model_tasks()}
+        assert names >= {"local-model:owner", "local-model:listener"}  # the reply may have ended
         for frame in frames(await speech("good morning")):
             await ws.send_bytes(frame)
     await wait_closed(local_app)
     await assert_no_session_tasks()
+    assert not local_model_tasks()  # the model's task group ended with its session
 
 
 async def test_text_model_brain_calls_tools_through_the_agent(app_factory: Callable[..., Starlette]) -> None:
@@ -194,11 +203,6 @@ async def test_user_turns_that_arrive_together_run_one_at_a_time(
             if event["type"] == "bidi_audio_delta":
                 first_audio.set()
 
-    def responding() -> list[Any]:
-        return [
-            t for t in asyncio_tasks() if getattr(t.get_coro(), "__qualname__", "") == "LocalModel._respond"
-        ]
-
     try:
         async with anyio.create_task_group() as tasks:
             await model.start(system_prompt="", tools=[])
@@ -209,11 +213,11 @@ async def test_user_turns_that_arrive_together_run_one_at_a_time(
             async with anyio.create_task_group() as turns:
                 turns.start_soon(model.send, BidiMessage(content=[TextBlock(text="good morning")]))
                 turns.start_soon(model.send, BidiMessage(content=[TextBlock(text="hello there")]))
-            assert len(responding()) == 1, "a reply was left running beside the newest one"
+            assert len(local_model_tasks("response")) == 1, "a reply was left running beside the newest one"
             await model.stop()
     finally:
         provider.close()
-    assert not responding()
+    assert not local_model_tasks("response")
     # Replies never overlap: each ends before the next starts (stop() cut off the last one).
     starts_and_stops = [k for k in kinds if k in ("bidi_response_start", "bidi_response_stop")]
     assert starts_and_stops == ["bidi_response_start", "bidi_response_stop"] * 2 + ["bidi_response_start"]
@@ -239,3 +243,47 @@ async def test_the_local_models_limits_follow_the_settings(settings_factory: Cal
         await model.stop()
     finally:
         provider.close()
+
+
+async def test_stop_mid_recognition_waits_for_the_decoder_and_hands_it_back() -> None:
+    from app.models.local import LocalModel
+    from app.models.local.recognizer import Recognizer
+    from app.models.local.rules import RulesBrain
+    from app.models.local.synthesizer import Synthesizer
+
+    pool = HeldPool(2)
+    model = LocalModel(brain=RulesBrain(), recognizer=Recognizer(pool), synthesizer=Synthesizer())
+    lent_when_stopped: list[int] = []
+
+    async def stop() -> None:
+        await model.stop()
+        lent_when_stopped.append(pool.lent)
+
+    # The session stops while a thread decodes its utterance: stop() must wait for that
+    # thread, then find the decoder back in the pool and no task of the model left.
+    utterance = silence(0.3) + await speech("what time is it in tokyo") + silence(1.0)
+    async with anyio.create_task_group() as tasks:
+        try:
+            await model.start(system_prompt="", tools=[])
+            await model.send(AudioDelta(format="pcm", source={"bytes": utterance}))
+            with anyio.fail_after(10):
+                await pool.feeding.wait()  # a thread is decoding the utterance
+            tasks.start_soon(stop)
+            with anyio.fail_after(10):
+                await anyio.wait_all_tasks_blocked()  # stop() waits, or has returned
+            assert (lent_when_stopped, pool.lent) == ([], 1), "stop() did not wait for the decoder's thread"
+        finally:
+            pool.go.set()
+    assert lent_when_stopped == [0], "stop() returned before the decoder was back in the pool"
+    assert pool.early == [], "a decoder was handed back while its thread was still in it"
+    assert not local_model_tasks()
+    # The pool serves as many utterances as it has decoders, the handed-back one included.
+    recognizers = [Recognizer(pool), Recognizer(pool)]
+    with anyio.fail_after(10):
+        for recognizer in recognizers:
+            await recognizer.begin()
+        for recognizer in recognizers:
+            await recognizer.feed(utterance)
+        heard = [await recognizer.finish() for recognizer in recognizers]
+    assert heard == ["what time is it in tokyo"] * 2
+    assert pool.lent == 0

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 import pytest
 
 from app.models.local.endpointer import Endpointer, Mark
-from app.models.local.model import split_sentences, unshown_words
-from app.models.local.recognizer import DecoderPool, Recognizer
+from app.models.local.recognizer import Recognizer
 from app.models.local.synthesizer import DEFAULT_VOICE, ESPEAK_RATE, Synthesizer, espeak_voice
+from app.models.local.text import split_sentences, unshown_words
+from tests.decoders import HeldPool
 from tests.speech import rms, silence, speech
 
 pytestmark = pytest.mark.anyio
@@ -96,19 +95,6 @@ def test_final_transcript_continues_what_was_shown(shown: str, final: str, rest:
     assert unshown_words(shown.split(), final.split()) == rest.split()
 
 
-class RecordingPool(DecoderPool):
-    """Keeps the futures of the jobs it runs, so a test can wait for one and its callbacks."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
-        self.jobs: list[asyncio.Future[Any]] = []
-
-    def run[R](self, fn: Callable[..., R], *args: object) -> asyncio.Future[R]:
-        job = super().run(fn, *args)
-        self.jobs.append(job)
-        return job
-
-
 async def test_a_decoder_busy_at_shutdown_does_not_break_the_closed_pool() -> None:
     # A session cancelled mid-recognition hands its decoder back only once the job is
     # done; if the app shuts the pool down first, that hand-back must not fail.
@@ -117,23 +103,22 @@ async def test_a_decoder_busy_at_shutdown_does_not_break_the_closed_pool() -> No
     previous = loop.get_exception_handler()
     loop.set_exception_handler(lambda _, context: failures.append(context))  # callbacks' errors
     try:
-        pool = RecordingPool(1)
+        pool = HeldPool(1)
         recognizer = Recognizer(pool)
         await recognizer.begin()
-        busy = asyncio.ensure_future(recognizer.feed(await speech("good morning, how are you today")))
-        await anyio.lowlevel.checkpoint()  # the job starts in the pool's thread
-        feeding = pool.jobs[-1]
-        assert not feeding.done()
-        busy.cancel()
-        await recognizer.cancel()
-        pool.close()
-        # Waiting for the job's future wakes this test after the callbacks registered on
-        # it before, the hand-back included, have run.
-        await asyncio.wait([feeding])
-        with contextlib.suppress(asyncio.CancelledError):
-            await busy
+        async with anyio.create_task_group() as session:
+            try:
+                session.start_soon(recognizer.feed, await speech("good morning, how are you today"))
+                with anyio.fail_after(10):
+                    await pool.feeding.wait()  # the job runs in its thread
+                session.cancel_scope.cancel()  # the session ends mid-recognition...
+                pool.close()  # ...while the app shuts down
+            finally:
+                pool.go.set()
+        await recognizer.cancel()  # the hand-back, to a closed pool
     finally:
         loop.set_exception_handler(previous)
     assert [context.get("exception") for context in failures] == []
+    assert (pool.lent, pool.early) == (0, [])
     with pytest.raises(RuntimeError):  # closed: the pool takes no more work
-        pool.run(len, b"")
+        await pool.run(len, b"")

@@ -40,6 +40,7 @@ def local_provider(settings: Settings) -> ModelProvider:
             audio_lead_s=settings.local_audio_lead_ms / 1000,
             history_limit=settings.max_history_messages,
             queue_size=settings.audio_queue_size,
+            stop_timeout=settings.stop_timeout,
         )
 
     return ModelProvider("local", build, close=decoders.close)

@@ -5,12 +5,21 @@
     text in ──────────────────────────────────────────┴─> Brain ─> tool calls (agent loop)
                                                                 └─> sentences ─> Synthesizer ─> audio out
 
-Each stage is its own module and can be replaced. Two tasks, both owned by the model and
-cancelled by `stop()`: the listener (endpointing and recognition, in threads) and the
-current response (brain, synthesis, paced audio). Audio is sent at most `audio_lead_s`
+Each stage is its own module and can be replaced. Audio is sent at most `audio_lead_s`
 ahead of the playback it implies, so the server knows what the client is still playing:
 when the user starts speaking while a reply is being produced or played, the reply is
 cut off (`BidiBargeInEvent`, then the open streams are closed, as Nova Sonic does).
+
+Tasks: strands calls `start()` and `stop()` from tasks of its own, maybe not the same
+one, so no `async with` can span them. `start()` starts one owner task instead
+(`local-model:owner`), whose task group holds the model's other tasks: the listener
+(`local-model:listener`: endpointing, recognition in threads) and the current response
+(`local-model:response`: brain, synthesis, paced audio), whose task handle is a cancel
+scope of its own: a barge-in cancels that response alone and waits for it to end.
+`stop()` cancels the group and waits, up to `stop_timeout`, for the owner to end. All
+cancelling goes through anyio, never `Task.cancel()`, so a task still waits for the
+decoder thread it started (see `recognizer`), and the listener hands its decoder back
+as it ends: once `stop()` returns, no task of the model is left and no decoder is lent.
 """
 
 from __future__ import annotations
@@ -19,10 +28,12 @@ import asyncio
 import base64
 import contextlib
 import logging
-import re
 import time
 from typing import Any, Final
 
+import anyio
+from anyio import TaskHandle
+from anyio.abc import TaskGroup
 from strands.bidi.types import AudioDelta, BidiContentDelta, BidiMessage
 from strands.bidi.types.events import (
     BidiAudioDeltaEvent,
@@ -47,49 +58,13 @@ from app.models.local.endpointer import SAMPLE_RATE as ASR_RATE
 from app.models.local.endpointer import Endpointer, Mark
 from app.models.local.recognizer import Recognizer
 from app.models.local.synthesizer import Synthesizer
+from app.models.local.text import common_prefix, split_sentences, unshown_words
 
 logger = logging.getLogger(__name__)
 
-_SENTENCE_END: Final = re.compile(r"(?<=[.!?;:])\s+")
-_MAX_SENTENCE_CHARS: Final = 240
 _AGREEING: Final = 5  # partial hypotheses that must agree on a word before it is shown
 _UNSETTLED_TAIL: Final = 2  # newest words of a partial hypothesis never shown
-
-
-def split_sentences(buffer: str, final: bool) -> tuple[list[str], str]:
-    """Complete sentences in `buffer`, and the rest (all of it once `final`)."""
-    parts = _SENTENCE_END.split(buffer)
-    done, rest = parts[:-1], parts[-1]
-    while len(rest) > _MAX_SENTENCE_CHARS:  # no punctuation for a long while: cut at a space
-        cut = rest.rfind(" ", 0, _MAX_SENTENCE_CHARS)
-        cut = cut if cut > 0 else _MAX_SENTENCE_CHARS
-        done.append(rest[:cut])
-        rest = rest[cut:].lstrip()
-    if final and rest.strip():
-        done.append(rest)
-        rest = ""
-    return [s.strip() for s in done if s.strip()], rest
-
-
-def _common_prefix(a: list[str], b: list[str]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def unshown_words(shown: list[str], final: list[str]) -> list[str]:
-    """The words of `final` still to show after `shown`: those after the longest run of
-    `shown`'s last words found in `final` (partials may lack a word the final has), or
-    else those after the words both begin with."""
-    for size in range(len(shown), 0, -1):
-        tail = shown[-size:]
-        for start in range(len(final) - size + 1):
-            if final[start : start + size] == tail:
-                return final[start + size :]
-    return final[_common_prefix(shown, final) :]
+_RUNNING: Final = (TaskHandle.Status.PENDING, TaskHandle.Status.CANCELLING)
 
 
 class LocalModel(QueuedModel):
@@ -106,6 +81,7 @@ class LocalModel(QueuedModel):
         chunk_ms: int = 100,
         history_limit: int = 200,
         queue_size: int = 64,
+        stop_timeout: float = 2.0,
         model_id: str = "local",
     ) -> None:
         super().__init__(
@@ -119,6 +95,7 @@ class LocalModel(QueuedModel):
         self._chunk_bytes = output_sample_rate * chunk_ms // 1000 * 2
         self._history_limit = history_limit
         self._queue_size = queue_size
+        self._stop_timeout = stop_timeout
 
     # BidiModel --------------------------------------------------------------
 
@@ -138,7 +115,7 @@ class LocalModel(QueuedModel):
         self._history: Messages = self._seed(messages or [])
         self._endpointer = Endpointer(self.silence_ms)
         self._to_asr = Resampler(self.input_sample_rate, ASR_RATE)
-        self._response: asyncio.Task[None] | None = None
+        self._response: TaskHandle[None] | None = None
         self._turn_lock = asyncio.Lock()
         self._turn = 0
         self._pending_tools: set[str] = set()
@@ -152,19 +129,36 @@ class LocalModel(QueuedModel):
         self._user_id: str | None = None
         self._user_words: list[str] = []
         self._last_hypotheses: list[list[str]] = []
-        self._listener: asyncio.Task[None] | None = asyncio.create_task(self._listen())
+        self._tasks: TaskGroup | None = None
+        self._ended = anyio.Event()
+        ready = anyio.Event()
+        # The group's host, held here (the loop keeps tasks only weakly) until stop() ends it.
+        self._owner = asyncio.create_task(self._own(ready), name="local-model:owner")
+        with anyio.CancelScope(shield=True):  # send() may start a response as soon as we return
+            await ready.wait()
+
+    async def _own(self, ready: anyio.Event) -> None:
+        try:
+            async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                tasks.start_soon(self._listen, name="local-model:listener")
+                ready.set()
+                await anyio.sleep_forever()  # until stop() cancels the group
+        finally:
+            self._ended.set()
 
     async def stop(self) -> None:
         if self._events is None:
             return
-        tasks = [t for t in (self._listener, self._response) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.recognizer.cancel()
-        self._close_events()
+        assert self._tasks is not None
+        self._tasks.cancel_scope.cancel()
+        try:
+            with anyio.move_on_after(self._stop_timeout) as waiting:
+                await self._ended.wait()
+            if waiting.cancelled_caught:
+                logger.warning("local model did not stop within %.1fs", self._stop_timeout)
+        finally:
+            self._close_events()
 
     async def send(self, content: BidiMessage | BidiContentDelta) -> None:
         if self._events is None:
@@ -202,8 +196,12 @@ class LocalModel(QueuedModel):
                 history.pop(0)
 
     def _speaking(self) -> bool:
-        producing = self._response is not None and not self._response.done()
+        producing = self._response is not None and self._response.status in _RUNNING
         return producing or time.monotonic() < self._playback_end
+
+    def _start_response(self) -> None:
+        assert self._tasks is not None  # set before start() returns
+        self._response = self._tasks.start_soon(self._respond, name="local-model:response")
 
     async def _user_turn(self, text: str) -> None:
         # Typed text (the input pump) and an end of speech (the listener) both start turns;
@@ -230,7 +228,7 @@ class LocalModel(QueuedModel):
                 self._pending_tools.clear()
             self._turn += 1
             self._remember({"role": "user", "content": [{"text": text}]})
-            self._response = asyncio.create_task(self._respond())
+            self._start_response()
 
     async def _on_tool_results(self, results: list[ToolResultBlock]) -> None:
         async with self._turn_lock:
@@ -241,12 +239,12 @@ class LocalModel(QueuedModel):
             self._pending_tools.difference_update(r.tool_use_id for r in ours)
             if not self._pending_tools:
                 if self._response is not None:  # the response that asked for them: let it finish
-                    await asyncio.wait([self._response])
-                self._response = asyncio.create_task(self._respond())
+                    await self._response.wait()
+                self._start_response()
 
     async def _emit(self, event: BidiOutputEvent) -> None:
-        assert self._events is not None
-        await self._events.put(event)
+        if self._events is not None:  # None only once stop() gave up waiting for a task
+            await self._events.put(event)
 
     async def _fail(self, exc: BaseException) -> None:
         logger.error("local model failed: %s: %s", type(exc).__name__, exc)
@@ -258,9 +256,7 @@ class LocalModel(QueuedModel):
     async def _respond(self) -> None:
         try:
             await self._produce()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # cancellation is no Exception: it goes on up
             await self._fail(exc)
 
     async def _produce(self) -> None:
@@ -319,7 +315,7 @@ class LocalModel(QueuedModel):
             now = time.monotonic()
             ahead = self._playback_end - now
             if ahead > self.audio_lead_s:  # pace: stay at most audio_lead_s ahead of playback
-                await asyncio.sleep(ahead - self.audio_lead_s)
+                await anyio.sleep(ahead - self.audio_lead_s)
                 now = time.monotonic()
             self._playback_end = max(now, self._playback_end) + len(chunk) / 2 / rate
             audio = base64.b64encode(chunk).decode("ascii")
@@ -336,11 +332,9 @@ class LocalModel(QueuedModel):
             await self._emit(BidiAudioStopEvent(audio_id))
 
     async def _barge_in(self) -> None:
-        response = self._response
-        if response is not None and not response.done():
-            response.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await response
+        if self._response is not None:  # no effect on one that has ended
+            self._response.cancel()
+            await self._response.wait()
         self._playback_end = 0.0
         await self._emit(BidiBargeInEvent())
         await self._close_streams()
@@ -364,10 +358,10 @@ class LocalModel(QueuedModel):
                         await self._speech_started()
                     else:
                         await self._speech_ended()
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             await self._fail(exc)
+        finally:  # no thread still uses the decoder: this task waited for its jobs
+            await self.recognizer.cancel()
 
     async def _speech_started(self) -> None:
         if self._speaking():
@@ -387,7 +381,7 @@ class LocalModel(QueuedModel):
         self._last_hypotheses = recent
         if len(recent) < _AGREEING:
             return
-        agreed = min(_common_prefix(recent[0], r) for r in recent[1:])
+        agreed = min(common_prefix(recent[0], r) for r in recent[1:])
         stable = words[: min(agreed, len(words) - _UNSETTLED_TAIL)]
         if len(stable) > len(self._user_words) and stable[: len(self._user_words)] == self._user_words:
             await self._user_delta(stable[len(self._user_words) :])

@@ -4,7 +4,16 @@ Two kinds of decoder: a grammar decoder (a JSGF grammar of the phrases the rules
 understands: fast, real-time factor ~0.03-0.08, ~60 MB) and a generic language-model
 decoder for free speech (~0.2-0.3, ~90 MB). Decoders are expensive to build (0.1-0.3 s)
 and not thread-safe, so each process keeps a small pool; an utterance borrows a decoder
-from its first speech frame to its final hypothesis. Decoding runs in the pool's threads.
+from its first speech frame to its final hypothesis.
+
+Decoding runs in anyio's worker threads (`to_thread.run_sync`), at most one per decoder
+(the pool's `CapacityLimiter`). run_sync does not abandon its thread when the awaiting
+task is cancelled through anyio: the task waits for the job to end, so a decoder goes
+back to the pool only once no thread uses it. The hand-back does no work in a thread
+(the next borrower ends an utterance left open), so it is a list append that a closed
+pool cannot fail, and it needs no deadline of its own: it waits for nothing but the job
+in progress. (`Task.cancel()` from outside anyio does abandon the thread: the model's
+tasks are cancelled through their task group, never that way.)
 
 Dither is on: test and browser audio often holds runs of exact digital silence, whose
 log energy otherwise upsets the decoder's live cepstral mean normalisation.
@@ -12,14 +21,14 @@ log energy otherwise upsets the decoder's live cepstral mean normalisation.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
+import anyio
+import anyio.to_thread
 from pocketsphinx import Config, Decoder, get_model_path
 
 logger = logging.getLogger(__name__)
@@ -49,18 +58,23 @@ def _config(with_lm: bool) -> Config:
 class DecoderPool:
     """At most `size` decoders of one kind, built on first need and reused.
 
-    Each pool has its own worker threads (one per decoder), so recognition never waits
-    behind unrelated work in the event loop's default executor.
+    The pool's own limiter bounds its threads, so recognition never waits behind
+    unrelated work holding anyio's default thread limiter.
     """
 
     def __init__(self, size: int, grammar: str | None = None) -> None:
         self.grammar = grammar
-        self.executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="asr")
+        self.limiter = anyio.CapacityLimiter(size)
         self._size = size
         self._built = 0
         self._idle: list[Decoder] = []
-        self._available = asyncio.Semaphore(size)
+        self._available = anyio.Semaphore(size)
         self.closed = False
+
+    @property
+    def lent(self) -> int:
+        """Decoders borrowed and not handed back yet."""
+        return self._size - self._available.value
 
     def _build(self) -> Decoder:
         decoder = Decoder(_config(with_lm=self.grammar is None))
@@ -77,33 +91,44 @@ class DecoderPool:
 
     async def acquire(self) -> Decoder:
         await self._available.acquire()
-        if self._idle:
-            return self._idle.pop()
-        self._built += 1
         try:
-            return await self.run(self._build)
+            if self._idle:
+                return self._idle.pop()
+            decoder = await self.run(self._build)
         except BaseException:
-            self._built -= 1
             self._available.release()
             raise
-
-    def close(self) -> None:
-        """At app shutdown: no new work; threads end once their current job does."""
-        self.closed = True
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        self._idle.clear()
+        self._built += 1
+        return decoder
 
     def release(self, decoder: Decoder) -> None:
-        self._idle.append(decoder)
+        if not self.closed:  # after close, a decoder handed back is let go
+            self._idle.append(decoder)
         self._available.release()
 
-    def run[R](self, fn: Callable[..., R], *args: object) -> asyncio.Future[R]:
-        return asyncio.wrap_future(self.executor.submit(fn, *args))
+    async def run[R](self, fn: Callable[..., R], *args: object) -> R:
+        """`fn(*args)` in a worker thread; a cancelled caller still waits for it to end."""
+        if self.closed:
+            raise RuntimeError("decoder pool closed")
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    def close(self) -> None:
+        """At app shutdown: no new work; decoders still lent are let go when handed back."""
+        self.closed = True
+        self._idle.clear()
 
 
 def _words(hypothesis: object) -> str:
     text = getattr(hypothesis, "hypstr", "") if hypothesis is not None else ""
     return " ".join(str(text).split())
+
+
+def _start(decoder: Decoder) -> None:
+    # A decoder handed back mid-utterance (a cancelled session) ends it here, in a
+    # thread of its next borrower, so a hand-back never needs a thread of its own.
+    with contextlib.suppress(RuntimeError):  # no utterance in progress: nothing to end
+        decoder.end_utt()
+    decoder.start_utt()
 
 
 def _feed(decoder: Decoder, pcm: bytes) -> str:
@@ -119,71 +144,50 @@ def _finish(decoder: Decoder) -> str:
 class Recognizer:
     """One session's utterances: `begin`, `feed` (partial text), `finish` (final text).
 
-    Work on the borrowed decoder is chained: a job starts only after the previous one
-    ended, even when the awaiting task was cancelled, so a decoder goes back to the pool
-    only once its thread is done with it.
+    Jobs on the borrowed decoder run one at a time (`_busy`), and each holds `_busy` until
+    its thread is done, even when its task is cancelled: so `finish` and `cancel`, which
+    take `_busy` before handing the decoder back, never return one a thread still uses.
     """
 
     def __init__(self, pool: DecoderPool) -> None:
         self._pool = pool
         self._decoder: Decoder | None = None
-        self._last: asyncio.Future[object] | None = None
+        self._busy = anyio.Lock(fast_acquire=True)  # no yield per frame when free
 
     @property
     def active(self) -> bool:
         return self._decoder is not None
 
-    async def _on_decoder[R](self, fn: Callable[..., R], *args: object) -> R:
-        assert self._decoder is not None
-        previous = self._last
-        if previous is not None and not previous.done():
-            await asyncio.shield(previous)
-        future = self._pool.run(fn, self._decoder, *args)
-        self._last = future  # type: ignore[assignment]
-        return await asyncio.shield(future)
-
     async def begin(self) -> None:
         await self.cancel()
         self._decoder = await self._pool.acquire()
-        await self._on_decoder(Decoder.start_utt)
+        await self._job(_start)
 
     async def feed(self, pcm: bytes) -> str:
-        if self._decoder is None:
-            return ""
-        return await self._on_decoder(_feed, pcm)
+        return await self._job(_feed, pcm) or ""
 
     async def finish(self) -> str:
-        if self._decoder is None:
-            return ""
-        text = await self._on_decoder(_finish)
-        self._give_back()
-        return text
+        return await self._job(_finish, give_back=True) or ""
 
     async def cancel(self) -> None:
-        """End any utterance in progress and return the decoder (safe to call at any time)."""
-        if self._decoder is None:
-            return
-        decoder, pool, last = self._decoder, self._pool, self._last
-        self._decoder, self._last = None, None
+        """Drop any utterance in progress and return the decoder (safe to call at any time)."""
+        # Shielded: the caller is often being cancelled; the wait is for at most the
+        # decoder's current job, which its own task waits for anyway.
+        with anyio.CancelScope(shield=True):
+            async with self._busy:
+                self._give_back()
 
-        def end_then_release(_: object = None) -> None:
-            if pool.closed:  # the app shut down while the decoder was busy: let it go
-                return
-            done = pool.run(_end_quietly, decoder)
-            done.add_done_callback(lambda _: pool.release(decoder))
-
-        if last is not None and not last.done():
-            last.add_done_callback(end_then_release)
-        else:
-            end_then_release()
+    async def _job[R](self, fn: Callable[..., R], *args: object, give_back: bool = False) -> R | None:
+        async with self._busy:
+            if self._decoder is None:  # no utterance, or cancelled meanwhile
+                return None
+            try:
+                return await self._pool.run(fn, self._decoder, *args)
+            finally:
+                if give_back:
+                    self._give_back()
 
     def _give_back(self) -> None:
-        decoder, self._decoder, self._last = self._decoder, None, None
+        decoder, self._decoder = self._decoder, None
         if decoder is not None:
             self._pool.release(decoder)
-
-
-def _end_quietly(decoder: Decoder) -> None:
-    # An utterance that was never started or already ended: nothing to end.
-    with contextlib.suppress(RuntimeError):
-        decoder.end_utt()
