@@ -467,7 +467,8 @@ async def wait_ready(process: subprocess.Popen[str]) -> None:
     """Wait for uvicorn's own readiness line (needs LOG_LEVEL=INFO)."""
     assert process.stderr is not None
     with anyio.fail_after(30):
-        while "Application startup complete" not in (
+        # Not "Application startup complete": uvicorn logs that before it listens.
+        while "Uvicorn running on" not in (
             # Abandoned on timeout; stopping the process then ends the read with EOF.
             line := await anyio.to_thread.run_sync(process.stderr.readline, abandon_on_cancel=True)
         ):
