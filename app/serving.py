@@ -1,4 +1,5 @@
-"""How uvicorn serves the app's WebSockets: the implementation, frame limit and keepalive.
+"""How uvicorn serves the app's WebSockets: the implementation, frame limit, keepalive,
+and the proxies whose X-Forwarded-For it trusts (FORWARDED_ALLOW_IPS).
 
 `python -m app` passes `websocket_options(settings)` to uvicorn; a deployment that runs
 uvicorn itself should pass the same (see docs/protocol.md).
@@ -55,4 +56,7 @@ def websocket_options(settings: Settings) -> dict[str, Any]:
         "ws_max_size": settings.max_message_bytes,
         "ws_ping_interval": settings.ws_ping_interval,
         "ws_ping_timeout": settings.ws_ping_timeout,
+        # The client address in logs (uvicorn's access lines) from these proxies' X-Forwarded-For.
+        "proxy_headers": True,
+        "forwarded_allow_ips": list(settings.forwarded_allow_ips),
     }
