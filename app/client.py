@@ -6,7 +6,8 @@
     python -m app.client                                        # interactive text chat
 
 Exit codes: 0 done; 1 the server closed with an error (or did not answer in time);
-2 bad arguments or input file; 3 the server could not be reached.
+2 bad arguments or input file; 3 the server could not be reached; 4 the server refused
+the connection (HTTP 401/403: the token or origin; 503: full or auth unavailable).
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.http11 import Response
 
 from app.audio import Resampler
 from app.config import CLIENT_SAMPLE_RATES
 
 DEFAULT_URL = "ws://127.0.0.1:8080/ws"
 FRAME_MS = 20
-EXIT_OK, EXIT_SERVER_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_SERVER_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 1, 2, 3, 4
 
 
 class ClientError(Exception):
@@ -89,6 +91,27 @@ def session_url(url: str, input_rate: int | None) -> str:
     if input_rate is not None:
         query["input_sample_rate"] = str(input_rate)
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+# What to do about a refused handshake, by HTTP status.
+REFUSAL_HINTS = {
+    401: "pass a valid token with --token",
+    403: "the token or the origin is not allowed here",
+    503: "the server is busy or cannot check tokens now; try again later",
+}
+
+
+def refusal(url: str, response: Response) -> str:
+    """The server's own reason for refusing (its JSON body), and what to do about it."""
+    try:
+        body = json.loads(response.body)
+        reason = f"{body['error']}: {body['message']}"
+    except (ValueError, TypeError, KeyError):
+        reason = response.reason_phrase
+    hint = REFUSAL_HINTS.get(response.status_code)
+    return f"{url} refused the connection: HTTP {response.status_code} {reason}" + (
+        f" ({hint})" if hint else ""
+    )
 
 
 class Printer:
@@ -218,6 +241,8 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         ws = await connect(
             url, additional_headers=[(k.strip(), v.strip()) for k, v in headers], max_size=None
         )
+    except InvalidStatus as exc:
+        raise ClientError(refusal(args.url, exc.response), EXIT_REFUSED) from None
     except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
         raise ClientError(f"cannot connect to {args.url}: {exc}", EXIT_UNREACHABLE) from None
     except ValueError as exc:  # e.g. a malformed URL

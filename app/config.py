@@ -269,6 +269,75 @@ class Settings:
         'Seconds allowed for stopping a session\'s agent and model (and for draining on "end").',
     )
 
+    allowed_origins: tuple[str, ...] = setting(
+        (),
+        parsers.web_origins,
+        """
+        Comma-separated origins whose pages may open a WebSocket (https://app.example.com), or *
+        for any. Empty: pages from the request's own host only (Origin host:port = Host header; a
+        proxy must pass Host on). A client that sends no Origin (not a browser) is not refused by it.
+        """,
+        section="Edge",
+    )
+    auth_tokens: Secret = setting(  # noqa: RUF009 - the default is immutable
+        Secret(""),
+        parsers.api_keys,
+        """
+        Comma-separated static API keys (16+ characters of A-Za-z0-9._~-). With AUTH_TOKENS or
+        AUTH_JWKS_URL set, a handshake needs a token (Authorization: Bearer, the bearer subprotocol,
+        or ?token=) that is one of these keys or a valid JWT; otherwise 401, before any model is built.
+        Both empty: no authentication.
+        """,
+    )
+    auth_jwks_url: str = setting(
+        "",
+        parsers.jwks_url,
+        """
+        JWKS URL of the identity provider whose JWTs are accepted (https; http only to localhost),
+        e.g. https://cognito-idp.<region>.amazonaws.com/<pool id>/.well-known/jwks.json.
+        """,
+    )
+    auth_audience: tuple[str, ...] = setting(
+        (),
+        parsers.comma_list,
+        "Comma-separated; a JWT's aud must be one of them (403 otherwise). Empty: aud not checked.",
+    )
+    auth_issuer: str = setting(
+        "", parsers.stripped, "A JWT's iss must be exactly this (403 otherwise). Empty: iss not checked."
+    )
+    auth_algorithms: tuple[str, ...] = setting(
+        ("RS256",),
+        parsers.jwt_algorithms,
+        "JWT signature algorithms accepted: RS*, PS*, ES*, EdDSA (none and HS* are refused).",
+    )
+    auth_leeway: float = setting(
+        30.0,
+        parsers.number(float, 0.0, 600.0),
+        "Clock skew, in seconds, allowed on a JWT's exp, nbf and iat.",
+    )
+    auth_jwks_timeout: float = setting(
+        5.0, parsers.number(float, 0.1, 60.0), "Seconds a fetch of the JWKS may take, all of it."
+    )
+    auth_jwks_max_age: float = setting(
+        3600.0,
+        parsers.number(float, 1.0, 86_400.0),
+        """
+        JWKS caching: the keys are fetched again after AUTH_JWKS_MAX_AGE seconds, or when a token
+        names a key id not held (rotation), but never twice within AUTH_JWKS_REFETCH_INTERVAL
+        seconds, so tokens with made-up key ids cannot flood the provider. If a fetch fails the
+        keys held stay in use; with none, handshakes get 503.
+        """,
+    )
+    auth_jwks_refetch_interval: float = setting(10.0, parsers.number(float, 0.0, 3600.0), SEE_ABOVE)
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"),
+        parsers.ip_networks,
+        """
+        Proxies (addresses or networks, or *) whose X-Forwarded-For/-Proto uvicorn trusts for the
+        client address in logs; set it to the load balancer's subnets. Passed to uvicorn.
+        """,
+    )
+
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
@@ -297,6 +366,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         values[f.name] = parser(key, raw)
     settings = Settings(**values)
     _check_limits(settings)
+    _check_auth(settings)
     return settings
 
 
@@ -308,4 +378,20 @@ def _check_limits(settings: Settings) -> None:
             f"MAX_TEXT_CHARS={settings.max_text_chars} needs MAX_MESSAGE_BYTES of at least {needed} "
             f"(up to 4 UTF-8 bytes a character, plus the JSON around it), but MAX_MESSAGE_BYTES="
             f"{settings.max_message_bytes}; raise MAX_MESSAGE_BYTES or lower MAX_TEXT_CHARS"
+        )
+
+
+def _check_auth(settings: Settings) -> None:
+    """JWT checks configured without a JWKS would leave auth silently off."""
+    if settings.auth_jwks_url:
+        return
+    set_alone = [
+        name
+        for name, value in (("AUTH_AUDIENCE", settings.auth_audience), ("AUTH_ISSUER", settings.auth_issuer))
+        if value
+    ]
+    if set_alone:
+        raise ConfigError(
+            f"{' and '.join(set_alone)} set but AUTH_JWKS_URL is empty: JWTs cannot be verified without "
+            "the provider's keys; set AUTH_JWKS_URL"
         )

@@ -24,7 +24,10 @@ from starlette.websockets import WebSocket
 from strands.types.tools import AgentTool
 
 from app.config import Settings, load_settings
+from app.edge.agentcore import agentcore_session_id
+from app.edge.auth import auth_check
 from app.edge.gate import Gate
+from app.edge.origin import origin_check
 from app.edge.refusals import Refusals
 from app.logs import install_record_factory
 from app.models import ModelProvider, provider_from_settings
@@ -57,7 +60,15 @@ def create_app(
         refusals=Refusals(),
     )
 
-    gate = Gate(checks=(), refusals=context.refusals)
+    # In order; a check that is off is None and costs nothing.
+    gate = Gate(
+        checks=(
+            origin_check(settings.allowed_origins),
+            auth_check(settings, http),
+            agentcore_session_id,
+        ),
+        refusals=context.refusals,
+    )
 
     async def websocket_endpoint(websocket: WebSocket) -> None:
         admitted = await gate.admit(websocket)

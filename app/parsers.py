@@ -3,6 +3,8 @@ names the variable and what it accepts."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from urllib.parse import urlsplit
 
 from starlette.datastructures import Secret
 
+from app.edge.origin import ANY, normalize
 from app.errors import ConfigError
 
 Parser = Callable[[str, str], Any]
@@ -78,3 +81,86 @@ def path(key: str, raw: str) -> Path:
 
 def secret(key: str, raw: str) -> Secret:
     return Secret(raw)
+
+
+def comma_list(key: str, raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def web_origins(key: str, raw: str) -> tuple[str, ...]:
+    """ALLOWED_ORIGINS: `*`, or http(s) origins, kept normalized (`https://a.example`)."""
+    origins = []
+    for item in comma_list(key, raw):
+        origin = ANY if item == ANY else normalize(item)
+        if origin is None:
+            raise ConfigError(
+                f"{key}: {item!r} is not an origin; expected scheme://host[:port] with http or https "
+                "(no path), or * for any"
+            )
+        origins.append(origin)
+    return tuple(origins)
+
+
+# API keys: long enough not to be guessed, and of characters that need no escaping in a
+# header, a query string or a WebSocket subprotocol (`secrets.token_urlsafe` makes them).
+MIN_API_KEY_CHARS = 16
+_API_KEY = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def api_keys(key: str, raw: str) -> Secret:
+    keys = comma_list(key, raw)
+    for number, item in enumerate(keys, 1):  # the message names the key's place, never the key
+        if len(item) < MIN_API_KEY_CHARS or not _API_KEY.fullmatch(item):
+            raise ConfigError(
+                f"{key}: key #{number} must be at least {MIN_API_KEY_CHARS} characters of "
+                "A-Z a-z 0-9 . _ ~ - (python -c 'import secrets; print(secrets.token_urlsafe(32))' makes one)"
+            )
+    return Secret(",".join(keys))
+
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def jwks_url(key: str, raw: str) -> str:
+    """https, or http to this machine only (a local identity provider): keys fetched over
+    plain http from elsewhere could be swapped on the way, and any token forged with them."""
+    url = raw.strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    local = parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
+    if not parts.hostname or not (parts.scheme == "https" or local):
+        raise ConfigError(f"{key}={raw!r} is not valid; expected an https:// URL (http:// only to localhost)")
+    return url
+
+
+# Asymmetric signatures only. `none` is no signature; HS* would make the JWKS's public
+# keys HMAC secrets anyone can sign with (algorithm confusion).
+JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+def jwt_algorithms(key: str, raw: str) -> tuple[str, ...]:
+    names = comma_list(key, raw)
+    for name in names:
+        if name not in JWT_ALGORITHMS:
+            unsafe = name.lower() == "none" or name.upper().startswith("HS")
+            why = " (no signature, or an HMAC one: never with a JWKS's public keys)" if unsafe else ""
+            raise ConfigError(f"{key}: {name!r} is not allowed{why}; allowed: {', '.join(JWT_ALGORITHMS)}")
+    if not names:
+        raise ConfigError(f"{key} must name at least one algorithm, e.g. RS256")
+    return names
+
+
+def ip_networks(key: str, raw: str) -> tuple[str, ...]:
+    """FORWARDED_ALLOW_IPS: addresses or networks (10.0.0.0/8), or * for any."""
+    items = comma_list(key, raw)
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{key}: {item!r} is not an IP address or network (e.g. 10.0.0.0/8), nor *"
+            ) from None
+    return items

@@ -16,6 +16,9 @@ class SessionRegistry:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._ids
+
     def add(self, session_id: str) -> None:
         self._ids.add(session_id)
         self._idle.clear()

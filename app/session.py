@@ -36,6 +36,7 @@ from strands.types.tools import AgentTool
 from app.agent import build_agent, model_rates
 from app.audio import Resampler
 from app.config import Settings
+from app.edge.agentcore import unique_session_id
 from app.edge.gate import Admitted
 from app.edge.refusals import Refusals
 from app.errors import ModelError, ProtocolError, SessionError
@@ -87,8 +88,9 @@ class Session:
     def __init__(
         self, websocket: WebSocket, context: SessionContext, admitted: Admitted | None = None
     ) -> None:
-        self.id = uuid.uuid4().hex
         self.admitted = admitted or Admitted()
+        given = self.admitted.session_id  # AgentCore's; registered in serve() with no await between
+        self.id = unique_session_id(given, context.registry) if given else uuid.uuid4().hex
         self.client = ClientConnection(websocket)
         self.context = context
         self.outcome: Outcome | None = None
@@ -156,12 +158,13 @@ class Session:
             self._finish(_gone(gone))
             return
         logger.info(
-            "session started: provider=%s model=%s rates in=%d out=%d audio=%s",
+            "session started: provider=%s model=%s rates in=%d out=%d audio=%s principal=%s",
             self.context.provider.name,
             model.model_id,
             options.input_sample_rate,
             options.output_sample_rate,
             options.audio,
+            self.admitted.principal or "-",
         )
         try:
             await agent.start(invocation_state={SERVICES_KEY: self.context.services, "session_id": self.id})

@@ -33,7 +33,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import anyio
 import httpx
@@ -429,6 +429,34 @@ async def run_server(app: ASGIApp, **options: Any) -> AsyncIterator[tuple[uvicor
         yield running
 
 
+# A WebSocket handshake by hand (RFC 6455's sample key): to read a refusal's body, which
+# httpx-ws raises on (WebSocketUpgradeError) before reading it.
+UPGRADE_HEADERS: Final = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+async def handshake(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """The server's answer to a WebSocket handshake on `url` (http://.../ws?...), body included."""
+    return await client.get(url, headers={**UPGRADE_HEADERS, **(headers or {})})
+
+
+async def collect_output(stream: IO[str], lines: list[str], ready: anyio.Event | None = None) -> None:
+    """Every line a server writes to `stream` (a pipe of `serve_subprocess`), appended to
+    `lines` as it comes (a pipe no one reads would fill and block the server) until EOF;
+    `ready` is set once uvicorn listens (needs LOG_LEVEL=INFO or DEBUG)."""
+    # Abandoned on cancel; stopping the process then ends the read with EOF.
+    while line := await anyio.to_thread.run_sync(stream.readline, abandon_on_cancel=True):
+        lines.append(line)
+        if ready is not None and "Uvicorn running on" in line:
+            ready.set()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -437,12 +465,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_subprocess(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """`python -m app` with `env` added to the environment; stopped however the block ends."""
+def serve_subprocess(env: dict[str, str], *, stdout: int | None = None) -> Iterator[subprocess.Popen[str]]:
+    """`python -m app` with `env` added to the environment; stopped however the block ends.
+    Its log goes to a pipe (`process.stderr`); `stdout=subprocess.PIPE` pipes uvicorn's
+    access lines (its stdout) too."""
     with subprocess.Popen(
         [sys.executable, "-m", "app"],
         cwd=ROOT,
         env={**os.environ, **env},
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
     ) as process:  # leaving it closes the pipe and reaps the process
@@ -467,7 +498,8 @@ async def wait_ready(process: subprocess.Popen[str]) -> None:
     """Wait for uvicorn's own readiness line (needs LOG_LEVEL=INFO)."""
     assert process.stderr is not None
     with anyio.fail_after(30):
-        while "Application startup complete" not in (
+        # Not "Application startup complete": uvicorn logs that before it listens.
+        while "Uvicorn running on" not in (
             # Abandoned on timeout; stopping the process then ends the read with EOF.
             line := await anyio.to_thread.run_sync(process.stderr.readline, abandon_on_cancel=True)
         ):

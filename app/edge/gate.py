@@ -26,6 +26,7 @@ from app.edge.refusals import RefusalReason, Refusals
 class Admitted:
     subprotocol: str | None = None  # echoed in the handshake response (Sec-WebSocket-Protocol)
     principal: str | None = None  # who the client is, for the log (never the token itself)
+    session_id: str | None = None  # one given by the platform (AgentCore), to use as ours
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +42,8 @@ Check = Callable[[WebSocket, Admitted], Awaitable[Admitted | Refused]]
 
 
 class Gate:
-    def __init__(self, checks: Sequence[Check], refusals: Refusals) -> None:
-        self.checks = tuple(checks)
+    def __init__(self, checks: Sequence[Check | None], refusals: Refusals) -> None:
+        self.checks = tuple(check for check in checks if check is not None)  # None: a policy that is off
         self.refusals = refusals
 
     async def admit(self, websocket: WebSocket) -> Admitted | None:

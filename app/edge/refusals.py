@@ -20,6 +20,7 @@ RefusalReason = Literal[
     "unauthorized",  # no or bad credentials (HTTP 401)
     "forbidden",  # credentials fine but not allowed (HTTP 403)
     "origin",  # an Origin not on the allow-list (HTTP 403)
+    "auth_unavailable",  # JWTs cannot be checked: the JWKS could not be fetched (HTTP 503)
     "capacity",  # MAX_SESSIONS reached or draining (HTTP 503)
     "rate_limited",  # input faster than allowed, for too long (close 1008)
     "slow_client",  # a client that stopped reading (close 1008)

@@ -19,6 +19,9 @@ let audio = null; // { context, playback, capture, stream }, set up before conne
 let muted = false;
 let retryDelay = 500;
 const bubbles = new Map(); // content_id -> element
+// A token in the page's own URL (/?token=...) goes on to the socket's: browsers cannot set
+// headers on a WebSocket.
+const token = new URLSearchParams(location.search).get("token");
 const tools = new Map(); // tool_use_id -> element
 
 function socketUrl() {
@@ -26,6 +29,7 @@ function socketUrl() {
   const url = new URL("ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("audio", "binary");
+  if (token) url.searchParams.set("token", token);
   if (audio) {
     url.searchParams.set("input_sample_rate", audio.context.sampleRate);
     url.searchParams.set("output_sample_rate", audio.context.sampleRate);
@@ -52,16 +56,34 @@ function add(className, text) {
   return el;
 }
 
+// A refused handshake (HTTP 401/403/503) reaches a page only as close 1006, the same as an
+// unreachable server: if the server answers /ping, it was up and said no.
+async function serverAnswers() {
+  try {
+    return (await fetch(new URL("ping", location.href), { cache: "no-store" })).ok;
+  } catch {
+    return false;
+  }
+}
+
 function connect() {
   setStatus("connecting", "connecting…");
+  let opened = false;
   ws = new WebSocket(socketUrl());
   ws.binaryType = "arraybuffer";
   ws.onopen = () => {
+    opened = true;
     retryDelay = 500;
   };
   ws.onmessage = ({ data }) => (typeof data === "string" ? onEvent(JSON.parse(data)) : onAudio(data));
-  ws.onclose = (event) => {
+  ws.onclose = async (event) => {
     session = null;
+    if (!opened && (await serverAnswers())) {
+      setStatus("refused", token ? "refused: check the token" : "refused: a token may be needed");
+      add("error", "The server refused the connection: a missing or wrong token (?token=… in the page URL), " +
+        "a page from another origin, or a full server. Fix the URL and reload.");
+      return; // retrying would be refused alike
+    }
     setStatus("closed", `disconnected (${event.code})`);
     if (event.code === 1008 || event.code === 1003) return; // refused: retrying would not help
     setTimeout(connect, retryDelay);

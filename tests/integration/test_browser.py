@@ -23,6 +23,7 @@ import pytest
 from playwright.async_api import ConsoleMessage, Page, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from starlette.applications import Starlette
+from starlette.datastructures import Secret
 from starlette.routing import Mount
 
 from tests.speech import silence, speech
@@ -224,3 +225,18 @@ async def test_the_page_works_behind_a_path_prefix(
     async with open_page(page, prefixed, tmp_path, "/voice/"):  # the socket is /voice/ws
         await type_message(page, "through a prefix")
         await page.wait_for_selector(".bubble.assistant:has-text('through a prefix')")
+
+
+async def test_the_page_passes_its_token_on_and_says_when_refused(
+    app_factory: Callable[..., Starlette], page: Page, tmp_path: Path
+) -> None:
+    key = "the-page-key-0123456789"
+    app = app_factory(None, model_provider="echo", auth_tokens=Secret(key))
+    async with open_page(page, app, tmp_path, f"/?token={key}"):  # the token in the page's URL
+        await type_message(page, "with a token")
+        await page.wait_for_selector(".bubble.assistant:has-text('with a token')")
+        await page.goto(page.url.replace(key, "not-the-key-0123456789"))
+        await page.wait_for_selector("#status[data-state=refused]")
+        assert await page.text_content("#status") == "refused: check the token"
+        assert "refused the connection" in (await page.text_content(".error") or "")
+        assert (await page.evaluate("window.voiceStats"))["sessions"] == 0

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 import anyio
 import pytest
 from starlette.applications import Starlette
+from starlette.datastructures import Secret
 
 from tests.speech import silence, speech
 from tests.support import ROOT, ScriptedProvider, free_port, run_server
@@ -144,3 +145,22 @@ async def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
     code, _, err = await client(*args)
     assert code == 2
     assert message in err
+
+
+async def test_token_is_sent_and_a_refusal_is_explained(app_factory: Callable[..., Starlette]) -> None:
+    key = "the-cli-key-0123456789"
+    app = app_factory(None, model_provider="echo", auth_tokens=Secret(key))
+    async with run_server(app) as (_, port):
+        url = f"ws://127.0.0.1:{port}/ws"
+        ok = await client(url, "--token", key, "--text", "with a token")
+        missing = await client(url, "--text", "without one")
+        wrong = await client(url, "--token", "not-the-key-0123456789", "--text", "with a wrong one")
+    code, out, err = ok
+    assert code == 0, err
+    assert "assistant: with a token" in out
+    for code, out, err in (missing, wrong):
+        assert code == 4
+        assert out == ""
+        assert "refused the connection: HTTP 401 unauthorized:" in err
+        assert "(pass a valid token with --token)" in err
+        assert "Traceback" not in err
