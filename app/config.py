@@ -338,6 +338,21 @@ class Settings:
         """,
     )
 
+    # Admission, input rates and timeouts (app/edge/). 0 turns each off.
+    max_sessions: int = setting(
+        200,
+        parsers.number(int, 0, 1_000_000),
+        """
+        Sessions one process serves at once (0: no limit); the next handshake is refused with
+        HTTP 503 and Retry-After. One process runs on one core: the echo relay carries about
+        250 full-duplex sessions per core before every session's latency grows to seconds, so
+        200 keeps a margin. Lower it for heavier models (Nova Sonic's relay costs more per
+        frame; the local model recognises LOCAL_ASR_DECODERS speakers at once), and to a few
+        (e.g. 2, room for a reconnect) on AgentCore Runtime, where each runtime session has
+        its own microVM.
+        """,
+    )
+
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 

@@ -26,6 +26,7 @@ from strands.types.tools import AgentTool
 from app.config import Settings, load_settings
 from app.edge.agentcore import agentcore_session_id
 from app.edge.auth import auth_check
+from app.edge.capacity import Capacity, admission
 from app.edge.gate import Gate
 from app.edge.origin import origin_check
 from app.edge.refusals import Refusals
@@ -60,12 +61,14 @@ def create_app(
         refusals=Refusals(),
     )
 
+    capacity = Capacity(settings.max_sessions)
     # In order; a check that is off is None and costs nothing.
     gate = Gate(
         checks=(
             origin_check(settings.allowed_origins),
             auth_check(settings, http),
             agentcore_session_id,
+            admission(capacity),  # last: it reserves the session's slot
         ),
         refusals=context.refusals,
     )
@@ -76,7 +79,10 @@ def create_app(
             await Session(websocket, context, admitted).serve()
 
     async def ping(request: Request) -> JSONResponse:
-        # Bedrock AgentCore Runtime health contract.
+        # Bedrock AgentCore Runtime health contract: HealthyBusy keeps a runtime session
+        # (its microVM) alive while we work, and at capacity says there is no room. Busy
+        # while any session is open covers both: a session holds its capacity slot only
+        # while it is registered (docs/protocol.md, "HTTP endpoints").
         registry = context.registry
         status = "HealthyBusy" if len(registry) else "Healthy"
         return JSONResponse({"status": status, "time_of_last_update": int(registry.last_change)})

@@ -110,6 +110,7 @@ class Session:
             await self.client.accept(self.admitted.subprotocol)
             await self._serve()
         finally:
+            self.admitted.release()  # on every path; normally already done by _close
             registry.discard(self.id)
             outcome = self.outcome
             logger.info(
@@ -194,6 +195,9 @@ class Session:
             self._cancel_scope.cancel()
 
     async def _close(self, outcome: Outcome) -> None:
+        # Capacity first: a client that reconnects on seeing the close must find room,
+        # even while this session's model is still stopping.
+        self.admitted.release()
         self.outcome = self.outcome or outcome
         if outcome.client_gone:
             return

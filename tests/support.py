@@ -11,6 +11,7 @@ Sections, in order:
   - text "stream" starts a reply that keeps producing audio until stopped;
   - any other text is answered with "You said: TEXT" (transcript and audio);
   - audio is recorded and answered with a user transcript and the same audio;
+  - `hold_stop`, when a test sets it, is an event stop() waits for (a slow model stop);
 - WebSocket conversations: connecting (in-process or to a port), reading messages;
 - session ends: waiting for sessions to close, finding a session's tasks;
 - fakes of outside services: OpenWeatherMap;
@@ -102,6 +103,7 @@ class ScriptedModel(BidiModel):
         self.stopped = asyncio.Event()
         self.stop_calls = 0
         self.hang = False
+        self.hold_stop: asyncio.Event | None = None
         self._queue: asyncio.Queue[Any] | None = None
         self._streamer: asyncio.Task[None] | None = None
 
@@ -126,6 +128,8 @@ class ScriptedModel(BidiModel):
 
     async def stop(self) -> None:
         self.stop_calls += 1
+        if self.hold_stop is not None:
+            await self.hold_stop.wait()
         if self._streamer is not None:
             self._streamer.cancel()
         if self._queue is not None:

@@ -7,19 +7,23 @@ model) exists, in order, cheapest and least revealing first.
 A check either refines the `Admitted` verdict (auth adds the subprotocol to echo and who
 the client is) or returns `Refused`, which the endpoint turns into an HTTP denial response
 on the handshake: no socket is accepted and no model is built. Capacity comes last and
-takes no await, so no other handshake can slip in between the check and the session
-registering itself.
+reserves a slot without an await, so no other handshake can slip in between looking and
+taking; the verdict carries the slot to the session, which releases it when it ends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from app.edge.refusals import RefusalReason, Refusals
+
+if TYPE_CHECKING:
+    from app.edge.capacity import Slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,12 @@ class Admitted:
     subprotocol: str | None = None  # echoed in the handshake response (Sec-WebSocket-Protocol)
     principal: str | None = None  # who the client is, for the log (never the token itself)
     session_id: str | None = None  # one given by the platform (AgentCore), to use as ours
+    slot: Slot | None = None  # the capacity this session holds (app/edge/capacity.py)
+
+    def release(self) -> None:
+        """Give back what admission reserved; safe to call more than once."""
+        if self.slot is not None:
+            self.slot.release()
 
 
 @dataclass(frozen=True, slots=True)
