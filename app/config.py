@@ -352,6 +352,50 @@ class Settings:
         its own microVM.
         """,
     )
+    audio_rate_limit: float = setting(
+        2.0,
+        parsers.number(float, 0.0, 1000.0),
+        """
+        Audio a client may send, as a multiple of real time, sustained (0: no limit), beyond a
+        burst of AUDIO_BURST_SECONDS of audio. Faster audio is read no faster than the limit
+        and gets one rate_limited error (not fatal); see RATE_LIMIT_GRACE.
+        """,
+    )
+    audio_burst_seconds: float = setting(2.0, parsers.number(float, 0.0, 3600.0), SEE_ABOVE)
+    text_rate_limit: float = setting(
+        10.0,
+        parsers.number(float, 0.0, 100_000.0),
+        """
+        Other frames a client may send per second (text, ping, end, and bad frames), sustained
+        (0: no limit), beyond a burst of TEXT_BURST; over it, as for audio.
+        """,
+    )
+    text_burst: int = setting(40, parsers.number(int, 1, 1_000_000), SEE_ABOVE)
+    rate_limit_grace: float = setting(
+        5.0,
+        parsers.number(float, 0.0, 3600.0),
+        """
+        Seconds a client may stay over a rate limit before the session is closed (rate_limited,
+        1008); 0 closes at the first frame over it.
+        """,
+    )
+    idle_timeout: float = setting(
+        0.0,
+        parsers.number(float, 0.0, 86_400.0),
+        """
+        Seconds without any frame from the client (a {"type":"ping"} counts) before the session
+        is closed (idle, 1000); 0: never. Off by default: the voice page sends nothing while
+        muted. Behind AgentCore or a load balancer, see docs/protocol.md ("Timeouts").
+        """,
+    )
+    max_session_duration: float = setting(
+        0.0,
+        parsers.number(float, 0.0, 30 * 86_400.0),
+        """
+        Seconds a session may last (max_duration, 1000); 0: no limit. On AgentCore Runtime set
+        it below the runtime's maxLifetime (default 28800, 8 h) for a clean close.
+        """,
+    )
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -38,7 +38,9 @@ from app.audio import Resampler
 from app.config import Settings
 from app.edge.agentcore import unique_session_id
 from app.edge.gate import Admitted
+from app.edge.ratelimit import InputLimits, RateLimited
 from app.edge.refusals import Refusals
+from app.edge.timeouts import NOT_WAITING, Watchdog
 from app.errors import ModelError, ProtocolError, SessionError
 from app.logs import session_id_var
 from app.models import ModelProvider
@@ -47,7 +49,16 @@ from app.registry import SessionRegistry
 from app.wire import outbound as out
 from app.wire.connection import ClientConnection, ClientGone
 from app.wire.encoder import OutputEncoder
-from app.wire.inbound import AudioIn, ConnectOptions, End, Parser, Ping, TextIn, parse_connect_options
+from app.wire.inbound import (
+    AudioIn,
+    ClientMessage,
+    ConnectOptions,
+    End,
+    Parser,
+    Ping,
+    TextIn,
+    parse_connect_options,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +108,7 @@ class Session:
         limits = context.settings
         self._audio: asyncio.Queue[bytes] = asyncio.Queue(limits.audio_queue_size)
         self._text: asyncio.Queue[str] = asyncio.Queue(limits.text_queue_size)
+        self._watchdog = Watchdog(limits.idle_timeout, limits.max_session_duration)
         self._cancel_scope: anyio.CancelScope | None = None
 
     # lifecycle -------------------------------------------------------------
@@ -178,14 +190,17 @@ class Session:
     async def _run(self, agent: BidiAgent, options: ConnectOptions, model_input_rate: int) -> None:
         settings = self.context.settings
         parser = Parser(options.input_sample_rate, settings.max_message_bytes, settings.max_text_chars)
+        limits = InputLimits.for_session(settings, options.input_sample_rate)
         encoder = OutputEncoder(options.output_sample_rate, options.audio)
         resampler = Resampler(options.input_sample_rate, model_input_rate)
         async with anyio.create_task_group() as tasks:
             self._cancel_scope = tasks.cancel_scope
-            tasks.start_soon(self._read, parser, name="session:reader")
+            tasks.start_soon(self._read, parser, limits, name="session:reader")
             tasks.start_soon(self._pump_audio, agent, resampler, name="session:audio-pump")
             tasks.start_soon(self._pump_text, agent, name="session:text-pump")
             tasks.start_soon(self._relay, agent, encoder, name="session:relay")
+            if self._watchdog.enabled:
+                tasks.start_soon(self._watch, name="session:watchdog")
 
     def _finish(self, outcome: Outcome) -> None:
         """The first outcome wins; it ends every task of the session."""
@@ -219,31 +234,43 @@ class Session:
         if scope.cancelled_caught:
             logger.warning("agent did not stop within %.1fs", self.context.settings.stop_timeout)
 
-    # the four tasks ------------------------------------------------------------
+    # the tasks -------------------------------------------------------------------
 
-    async def _read(self, parser: Parser) -> None:
+    async def _read(self, parser: Parser, limits: InputLimits) -> None:
         try:
-            await self._read_frames(parser)
+            await self._read_frames(parser, limits)
         except ClientGone as gone:
             self._finish(_gone(gone))
+        except RateLimited as limited:
+            self.context.refusals.record("rate_limited", limited.message)
+            self._finish(Outcome(limited.code, limited.close_code, limited))
         except _InputStalled as stalled:
             logger.warning("model took no input for %.1fs; closing", stalled.seconds)
             error = SessionError(f"the model took no input for {stalled.seconds:g} s", code="input_stalled")
             self._finish(Outcome("input_stalled", status.WS_1013_TRY_AGAIN_LATER, error))
 
-    async def _read_frames(self, parser: Parser) -> None:
-        receive, send = self.client.receive, self.client.send
+    async def _read_frames(self, parser: Parser, limits: InputLimits) -> None:
+        receive, send, warn = self.client.receive, self.client.send, self.client.send_message
         audio, text = self._audio, self._text
+        audio_limit, text_limit, watchdog = limits.audio, limits.text, self._watchdog
         while True:
+            watchdog.waiting_since = time.monotonic()
             data = await receive()
+            watchdog.waiting_since = NOT_WAITING
+            message: ClientMessage | ProtocolError
             try:
                 message = parser.binary(data) if isinstance(data, bytes) else parser.text(data)
             except ProtocolError as exc:
                 if exc.fatal:
                     self._finish(Outcome(exc.code, exc.close_code, exc))
                     return
-                await self.client.send_message(exc.to_wire())
-                continue
+                message = exc  # answered below, within the text limit
+            # Audio is limited by its length; every other frame (pings, bad ones) by count.
+            if isinstance(message, AudioIn):
+                if wait := audio_limit.take(len(message.pcm)):
+                    await audio_limit.pace(wait, warn)
+            elif wait := text_limit.take(1):
+                await text_limit.pace(wait, warn)
             match message:
                 case AudioIn(pcm=pcm):
                     await self._enqueue(audio, pcm)
@@ -251,12 +278,24 @@ class Session:
                     await self._enqueue(text, user_text)
                 case Ping():
                     await send(out.PONG)
+                case ProtocolError():
+                    await warn(message.to_wire())
                 case End():
                     await self._drain()
                     self._finish(Outcome("client_end"))
                     return
                 case _:
                     assert_never(message)
+
+    async def _watch(self) -> None:
+        expiry = await self._watchdog.expired()
+        settings = self.context.settings
+        if expiry == "idle":
+            detail = f"no frame from the client for {settings.idle_timeout:g} s"
+        else:
+            detail = f"open for {settings.max_session_duration:g} s"
+        self.context.refusals.record(expiry, detail)
+        self._finish(Outcome(expiry))
 
     async def _enqueue[T](self, queue: asyncio.Queue[T], item: T) -> None:
         if not queue.full():

@@ -14,7 +14,7 @@ Sections, in order:
   - `hold_stop`, when a test sets it, is an event stop() waits for (a slow model stop);
 - WebSocket conversations: connecting (in-process or to a port), reading messages;
 - session ends: waiting for sessions to close, finding a session's tasks;
-- fakes of outside services: OpenWeatherMap;
+- fakes of outside services: OpenWeatherMap, and a clock the test sets;
 - real servers: uvicorn on a free loopback port, `python -m app` as a subprocess.
 """
 
@@ -357,6 +357,16 @@ async def assert_no_session_tasks(timeout: float = 2.0) -> None:
 
 
 # fakes of outside services -----------------------------------------------------------
+
+
+class Clock:
+    """A monotonic clock the test sets: `clock.now += 1.0`."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class FakeOpenWeatherMap:

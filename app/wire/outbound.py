@@ -31,6 +31,7 @@ ErrorCode = Literal[
     "invalid_query",
     "message_too_large",
     "input_stalled",
+    "rate_limited",
     "model_error",
     "model_restart_limit",
     "internal_error",
