@@ -10,11 +10,12 @@ import anyio
 import pytest
 
 from app.models.local.endpointer import Endpointer, Mark
-from app.models.local.recognizer import Recognizer
+from app.models.local.recognizer import DecoderPool, Recognizer
+from app.models.local.rules import RulesBrain
 from app.models.local.synthesizer import DEFAULT_VOICE, ESPEAK_RATE, Synthesizer, espeak_voice
 from app.models.local.text import split_sentences, unshown_words
 from tests.decoders import HeldPool
-from tests.speech import rms, silence, speech
+from tests.speech import noise, rms, silence, speech
 
 pytestmark = pytest.mark.anyio
 
@@ -93,6 +94,19 @@ def test_long_text_without_punctuation_is_cut_at_spaces() -> None:
 )
 def test_final_transcript_continues_what_was_shown(shown: str, final: str, rest: str) -> None:
     assert unshown_words(shown.split(), final.split()) == rest.split()
+
+
+async def test_one_sessions_noise_does_not_spoil_the_next_sessions_recognition() -> None:
+    pool = DecoderPool(1, grammar=RulesBrain().grammar())  # so both borrow the same decoder
+    noisy, speaker = Recognizer(pool), Recognizer(pool)
+    with anyio.fail_after(20):
+        await noisy.begin()
+        await noisy.feed(noise(15.0))  # an utterance cut at the bound, as noise is
+        await noisy.finish()
+        await speaker.begin()
+        await speaker.feed(await speech("what time is it in tokyo"))
+        heard = await speaker.finish()
+    assert heard == "what time is it in tokyo"  # not "": the noise's channel stayed with its session
 
 
 async def test_a_decoder_busy_at_shutdown_does_not_break_the_closed_pool() -> None:
