@@ -155,7 +155,7 @@ class Settings:
     local_asr_decoders: int = setting(
         2,
         parsers.number(int, 1, 64),
-        "Speech-recognition decoders per process (each ~60-90 MB): people speaking at once.",
+        "Speech decoders per process (each ~60-90 MB): people recognised at once; more take turns.",
     )
     local_audio_lead_ms: int = setting(
         1000,
