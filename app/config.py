@@ -136,7 +136,18 @@ class Settings:
         Secret(""), parsers.secret, "API key for an openai: text model (many local servers need none)."
     )
     end_of_speech_ms: int = setting(
-        500, parsers.number(int, 100, 5000), "Silence, in ms, that ends an utterance."
+        500,
+        parsers.number(int, 100, 5000),
+        "Silence, in ms, that ends an utterance (so does twice that long with no audio at all).",
+    )
+    max_utterance_seconds: float = setting(
+        15.0,
+        parsers.number(float, 1.0, 300.0),
+        """
+        Longest utterance, in seconds of speech or of time: it is then recognised and
+        answered, and speech going on starts the next. Bounds how long one session holds
+        a speech decoder, so noise cannot lock the others out.
+        """,
     )
     local_speech_rate: int = setting(
         165, parsers.number(int, 80, 450), "Speaking rate of the local voice, words per minute."
@@ -144,7 +155,7 @@ class Settings:
     local_asr_decoders: int = setting(
         2,
         parsers.number(int, 1, 64),
-        "Speech-recognition decoders per process (each ~60-90 MB): people speaking at once.",
+        "Speech decoders per process (each ~60-90 MB): people recognised at once; more take turns.",
     )
     local_audio_lead_ms: int = setting(
         1000,

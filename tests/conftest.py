@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 
 from app.config import Settings
 from app.main import create_app
+from app.models import ModelProvider
 from app.plugins import load_tools
 from tests.support import TOOLS_DIR, ScriptedProvider
 
@@ -58,7 +59,7 @@ async def app_factory(
     made: list[Starlette] = []
 
     def make(
-        provider: ScriptedProvider | None = None,
+        provider: ScriptedProvider | ModelProvider | None = None,
         settings: Settings | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
         tools: Sequence[Any] | None = None,
@@ -66,7 +67,7 @@ async def app_factory(
     ) -> Starlette:
         app = create_app(
             settings or settings_factory(**setting_overrides),
-            provider=provider.provider() if provider is not None else None,
+            provider=provider.provider() if isinstance(provider, ScriptedProvider) else provider,
             tools=tools if tools is not None else shipped_tools,
             http_transport=http_transport,
         )

@@ -1,6 +1,9 @@
-"""A decoder pool whose decoders a test can hold in the middle of a job, in their thread.
+"""Decoder pools a test can watch: real pocketsphinx grammar decoders throughout.
 
-`HeldPool` builds real pocketsphinx grammar decoders, but `process_raw` waits (in the
+`WatchedPool` lets a test wait for a state of the pool (`await pool.until(...)`), say
+until every decoder is lent, and records how long each borrower waited (`waits`).
+
+`HeldPool`'s `process_raw` waits (in the
 decoder's thread) until the test sets `go`: so a test knows a session is mid-recognition,
 and can stop it, or close the pool, right then. The pool also records every decoder
 handed back while a thread was still inside it (`early`), which must never happen.
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -56,3 +61,30 @@ class HeldPool(DecoderPool):
         if id(decoder) in self.in_job:
             self.early.append(decoder)
         super().release(decoder)
+
+
+class WatchedPool(DecoderPool):
+    def __init__(self, size: int) -> None:
+        super().__init__(size, grammar=RulesBrain().grammar())
+        self._changed = asyncio.Event()  # pulsed whenever a decoder is lent or handed back
+        self.waits: list[float] = []  # seconds each borrower waited for its decoder
+
+    async def acquire(self) -> Decoder:
+        asked = time.monotonic()
+        decoder = await super().acquire()
+        self.waits.append(time.monotonic() - asked)
+        self._pulse()
+        return decoder
+
+    def release(self, decoder: Decoder) -> None:
+        super().release(decoder)
+        self._pulse()
+
+    async def until(self, condition: Callable[[DecoderPool], bool], timeout: float = 10.0) -> None:
+        with anyio.fail_after(timeout):
+            while not condition(self):
+                await self._changed.wait()
+
+    def _pulse(self) -> None:
+        self._changed.set()
+        self._changed.clear()

@@ -19,6 +19,12 @@ def silence(seconds: float, rate: int = 16000) -> bytes:
     return bytes(int(seconds * rate) * 2)
 
 
+def noise(seconds: float, seed: int = 0, rate: int = 16000, level: float = 3000.0) -> bytes:
+    """White noise, which the endpointer takes for speech that never ends."""
+    samples = np.random.default_rng(seed).standard_normal(int(seconds * rate)) * level
+    return samples.clip(-32768, 32767).astype("<i2").tobytes()
+
+
 def frames(pcm: bytes, rate: int = 16000, ms: int = 20) -> list[bytes]:
     size = rate * ms // 1000 * 2
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]

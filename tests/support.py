@@ -12,7 +12,8 @@ Sections, in order:
   - any other text is answered with "You said: TEXT" (transcript and audio);
   - audio is recorded and answered with a user transcript and the same audio;
   - `hold_stop`, when a test sets it, is an event stop() waits for (a slow model stop);
-- WebSocket conversations: connecting (in-process or to a port), reading messages;
+- WebSocket conversations: connecting (in-process or to a port), reading messages,
+  streaming audio at a given speed;
 - session ends: waiting for sessions to close, finding a session's tasks;
 - fakes of outside services: OpenWeatherMap, and a clock the test sets;
 - real servers: uvicorn on a free loopback port, `python -m app` as a subprocess.
@@ -306,6 +307,18 @@ async def send_close(ws: AsyncWebSocketSession, code: int) -> None:
     """Send a close frame with `code`; leaving the `connect` block then ends the stream.
     (httpx-ws's own close() races its background reader when called inside the block.)"""
     await ws.send(wsproto.events.CloseConnection(code=code))
+
+
+async def stream_audio(ws: AsyncWebSocketSession, pcm: bytes, speed: float = 1.0, rate: int = 16000) -> None:
+    """`pcm` as 20 ms binary frames at `speed` times real time, on an absolute schedule.
+    (The sleeps set the rate a client sends at; they wait for nothing.)"""
+    size, step = rate // 50 * 2, 0.02 / speed
+    begin = anyio.current_time()
+    for n, offset in enumerate(range(0, len(pcm), size)):
+        delay = begin + n * step - anyio.current_time()
+        if delay > 0:
+            await anyio.sleep(delay)
+        await ws.send_bytes(pcm[offset : offset + size])
 
 
 def of_type(messages: list[Any], kind: str) -> list[dict[str, Any]]:

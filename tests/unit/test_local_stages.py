@@ -1,4 +1,5 @@
-"""The local model's stages on their own: synthesis, endpointing, sentence splitting."""
+"""The local model's stages on their own: synthesis, endpointing, the backlog of speech,
+sentence splitting."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from typing import Any
 import anyio
 import pytest
 
+from app.models.local.backlog import Backlog
 from app.models.local.endpointer import Endpointer, Mark
-from app.models.local.recognizer import Recognizer
+from app.models.local.recognizer import DecoderPool, Recognizer
+from app.models.local.rules import RulesBrain
 from app.models.local.synthesizer import DEFAULT_VOICE, ESPEAK_RATE, Synthesizer, espeak_voice
 from app.models.local.text import split_sentences, unshown_words
 from tests.decoders import HeldPool
-from tests.speech import rms, silence, speech
+from tests.speech import frames, noise, rms, silence, speech
 
 pytestmark = pytest.mark.anyio
 
@@ -58,6 +61,74 @@ def test_silence_is_not_speech() -> None:
     assert endpointer.feed(silence(2.0)) == []
 
 
+def test_endpointer_ends_an_utterance_at_its_bound_and_goes_on() -> None:
+    # Noise is speech that never ends to the VAD: the bound cuts it into utterances.
+    endpointer = Endpointer(silence_ms=500, max_utterance_s=1.0)
+    marks: list[Mark] = []
+    lengths: list[int] = []  # speech bytes of each utterance
+    for chunk in frames(noise(4.0)):
+        for mark, data in endpointer.feed(chunk):
+            if mark is Mark.SPEECH:
+                lengths[-1] += len(data)
+                continue
+            marks.append(mark)
+            lengths += [0] if mark is Mark.START else []
+    assert marks[:5] == [Mark.START, Mark.END] * 2 + [Mark.START]
+    assert all(length <= 16000 * 2 for length in lengths)  # a second of speech at most
+    assert endpointer.in_speech
+    assert [mark for mark, _ in endpointer.cut()] == [Mark.END]  # the listener's bound by the clock
+    assert [mark for mark, _ in endpointer.feed(noise(0.1))][:1] == [Mark.START]
+
+
+async def test_endpointer_flush_ends_an_utterance_whose_audio_stopped() -> None:
+    # A recording sent with no silence after it: the endpointer alone would wait for more.
+    said = await speech("good morning")
+    endpointer = Endpointer(silence_ms=500)
+    marks = [mark for mark, _ in endpointer.feed(silence(0.3) + said)]
+    assert Mark.END not in marks
+    tail = endpointer.flush()
+    assert [mark for mark, _ in tail] == [Mark.SPEECH, Mark.END]  # with what the window held
+    assert not endpointer.in_speech
+    marks = [mark for mark, _ in endpointer.feed(silence(0.3) + said + silence(1.0))]
+    assert [mark for mark in marks if mark is not Mark.SPEECH] == [Mark.START, Mark.END]
+
+
+async def test_backlog_drops_only_speech_that_waited_a_whole_bound(caplog: pytest.LogCaptureFixture) -> None:
+    backlog = Backlog(limit=8, max_wait=0.2)
+    backlog.start()
+    await backlog.add(b"old!" * 2)
+    backlog.end()
+    backlog.start()
+    with anyio.fail_after(5), caplog.at_level(logging.WARNING):
+        await backlog.add(b"new!")  # full: room only once the oldest has waited 0.2 s
+    assert "dropped" in caplog.text
+    assert backlog.size == 4
+    with backlog.decoding():
+        assert await backlog.take() == b"new!"
+
+
+async def test_backlog_waits_for_room_while_decoding() -> None:
+    backlog = Backlog(limit=8, max_wait=0.0)  # dropping would be immediate
+    backlog.start()
+    await backlog.add(b"one!" * 2)
+    backlog.end()
+    backlog.start()
+    added = anyio.Event()
+
+    async def add() -> None:
+        await backlog.add(b"two!")
+        added.set()
+
+    with backlog.decoding(), anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(add)
+            await anyio.wait_all_tasks_blocked()
+            assert not added.is_set()  # this session's own decoding sets the pace: nothing dropped
+            assert await backlog.take() == b"one!" * 2
+        assert await backlog.take() is None  # the first utterance, all taken
+        assert await backlog.take() == b"two!"
+
+
 @pytest.mark.parametrize(
     ("buffer", "final", "sentences", "rest"),
     [
@@ -93,6 +164,19 @@ def test_long_text_without_punctuation_is_cut_at_spaces() -> None:
 )
 def test_final_transcript_continues_what_was_shown(shown: str, final: str, rest: str) -> None:
     assert unshown_words(shown.split(), final.split()) == rest.split()
+
+
+async def test_one_sessions_noise_does_not_spoil_the_next_sessions_recognition() -> None:
+    pool = DecoderPool(1, grammar=RulesBrain().grammar())  # so both borrow the same decoder
+    noisy, speaker = Recognizer(pool), Recognizer(pool)
+    with anyio.fail_after(20):
+        await noisy.begin()
+        await noisy.feed(noise(15.0))  # an utterance cut at the bound, as noise is
+        await noisy.finish()
+        await speaker.begin()
+        await speaker.feed(await speech("what time is it in tokyo"))
+        heard = await speaker.finish()
+    assert heard == "what time is it in tokyo"  # not "": the noise's channel stayed with its session
 
 
 async def test_a_decoder_busy_at_shutdown_does_not_break_the_closed_pool() -> None:

@@ -20,11 +20,13 @@ from app.models.local.synthesizer import Synthesizer
 __all__ = ["LocalModel", "local_provider"]
 
 
-def local_provider(settings: Settings) -> ModelProvider:
+def local_provider(settings: Settings, decoders: DecoderPool | None = None) -> ModelProvider:
+    """The provider; `decoders` is a pool of the caller's (a test's, to watch it) instead of a new one."""
     brain = factory(BRAINS, "LOCAL_BRAIN", settings.local_brain)(settings)
-    # A brain that only knows fixed phrases gets a grammar of them; a text model needs free speech.
-    grammar = brain.grammar() if isinstance(brain, GrammarBrain) else None
-    decoders = DecoderPool(settings.local_asr_decoders, grammar=grammar)
+    if decoders is None:
+        # A brain that only knows fixed phrases gets a grammar of them; a text model needs free speech.
+        grammar = brain.grammar() if isinstance(brain, GrammarBrain) else None
+        decoders = DecoderPool(settings.local_asr_decoders, grammar=grammar)
     decoders.prewarm()
     synthesizer = Synthesizer(settings.voice, settings.local_speech_rate)
 
@@ -37,6 +39,7 @@ def local_provider(settings: Settings) -> ModelProvider:
             input_sample_rate=settings.input_sample_rate,
             output_sample_rate=settings.output_sample_rate,
             silence_ms=settings.end_of_speech_ms,
+            max_utterance_s=settings.max_utterance_seconds,
             audio_lead_s=settings.local_audio_lead_ms / 1000,
             history_limit=settings.max_history_messages,
             queue_size=settings.audio_queue_size,

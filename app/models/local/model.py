@@ -5,21 +5,24 @@
     text in ──────────────────────────────────────────┴─> Brain ─> tool calls (agent loop)
                                                                 └─> sentences ─> Synthesizer ─> audio out
 
-Each stage is its own module and can be replaced. Audio is sent at most `audio_lead_s`
+Each stage is its own module and can be replaced; the listening half (endpointing,
+recognition, user transcripts) is `listener.Listener`. Audio is sent at most `audio_lead_s`
 ahead of the playback it implies, so the server knows what the client is still playing:
-when the user starts speaking while a reply is being produced or played, the reply is
-cut off (`BidiBargeInEvent`, then the open streams are closed, as Nova Sonic does).
+when the user speaks while a reply is being produced or played, the reply is cut off
+(`BidiBargeInEvent`, then the open streams are closed, as Nova Sonic does).
 
 Tasks: strands calls `start()` and `stop()` from tasks of its own, maybe not the same
 one, so no `async with` can span them. `start()` starts one owner task instead
 (`local-model:owner`), whose task group holds the model's other tasks: the listener
-(`local-model:listener`: endpointing, recognition in threads) and the current response
-(`local-model:response`: brain, synthesis, paced audio), whose task handle is a cancel
-scope of its own: a barge-in cancels that response alone and waits for it to end.
-`stop()` cancels the group and waits, up to `stop_timeout`, for the owner to end. All
-cancelling goes through anyio, never `Task.cancel()`, so a task still waits for the
-decoder thread it started (see `recognizer`), and the listener hands its decoder back
-as it ends: once `stop()` returns, no task of the model is left and no decoder is lent.
+(`local-model:listener`: endpointing, barge-in; it never waits for a decoder), the
+recognition (`local-model:recognition`: a borrowed decoder, in threads; see `listener`
+for how sessions share the decoders) and the current response (`local-model:response`:
+brain, synthesis, paced audio), whose task handle is a cancel scope of its own: a
+barge-in cancels that response alone and waits for it to end. `stop()` cancels the
+group and waits, up to `stop_timeout`, for the owner to end. All cancelling goes through
+anyio, never `Task.cancel()`, so a task still waits for the decoder thread it started
+(see `recognizer`), and the recognition task hands its decoder back as it ends: once
+`stop()` returns, no task of the model is left and no decoder is lent.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import base64
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import anyio
@@ -54,16 +58,13 @@ from strands.types.tools import ToolResultBlock, ToolSpec, ToolUse
 from app.audio import Resampler
 from app.models.base import QueuedModel, new_id
 from app.models.local.brain import Brain, CallTool, Say
-from app.models.local.endpointer import SAMPLE_RATE as ASR_RATE
-from app.models.local.endpointer import Endpointer, Mark
+from app.models.local.listener import Listener
 from app.models.local.recognizer import Recognizer
 from app.models.local.synthesizer import Synthesizer
-from app.models.local.text import common_prefix, split_sentences, unshown_words
+from app.models.local.text import split_sentences
 
 logger = logging.getLogger(__name__)
 
-_AGREEING: Final = 5  # partial hypotheses that must agree on a word before it is shown
-_UNSETTLED_TAIL: Final = 2  # newest words of a partial hypothesis never shown
 _RUNNING: Final = (TaskHandle.Status.PENDING, TaskHandle.Status.CANCELLING)
 
 
@@ -77,6 +78,7 @@ class LocalModel(QueuedModel):
         input_sample_rate: int = 16000,
         output_sample_rate: int = 24000,
         silence_ms: int = 500,
+        max_utterance_s: float = 15.0,
         audio_lead_s: float = 1.0,
         chunk_ms: int = 100,
         history_limit: int = 200,
@@ -91,6 +93,7 @@ class LocalModel(QueuedModel):
         self.recognizer = recognizer
         self.synthesizer = synthesizer
         self.silence_ms = silence_ms
+        self.max_utterance_s = max_utterance_s
         self.audio_lead_s = audio_lead_s
         self._chunk_bytes = output_sample_rate * chunk_ms // 1000 * 2
         self._history_limit = history_limit
@@ -113,8 +116,16 @@ class LocalModel(QueuedModel):
         self._system_prompt = system_prompt
         self._tools = list(tools or [])
         self._history: Messages = self._seed(messages or [])
-        self._endpointer = Endpointer(self.silence_ms)
-        self._to_asr = Resampler(self.input_sample_rate, ASR_RATE)
+        self._listener = Listener(
+            recognizer=self.recognizer,
+            audio=self._audio,
+            input_sample_rate=self.input_sample_rate,
+            silence_ms=self.silence_ms,
+            max_utterance_s=self.max_utterance_s,
+            emit=self._emit,
+            user_speaks=self._user_speaks,
+            user_turn=self._user_turn,
+        )
         self._response: TaskHandle[None] | None = None
         self._turn_lock = asyncio.Lock()
         self._turn = 0
@@ -125,10 +136,6 @@ class LocalModel(QueuedModel):
         self._transcript_id: str | None = None
         self._audio_id: str | None = None
         self._spoken: list[str] = []
-        # The user's utterance being recognised.
-        self._user_id: str | None = None
-        self._user_words: list[str] = []
-        self._last_hypotheses: list[list[str]] = []
         self._tasks: TaskGroup | None = None
         self._ended = anyio.Event()
         ready = anyio.Event()
@@ -141,7 +148,8 @@ class LocalModel(QueuedModel):
         try:
             async with anyio.create_task_group() as tasks:
                 self._tasks = tasks
-                tasks.start_soon(self._listen, name="local-model:listener")
+                tasks.start_soon(self._guard, self._listener.listen, name="local-model:listener")
+                tasks.start_soon(self._guard, self._listener.recognise, name="local-model:recognition")
                 ready.set()
                 await anyio.sleep_forever()  # until stop() cancels the group
         finally:
@@ -201,11 +209,21 @@ class LocalModel(QueuedModel):
 
     def _start_response(self) -> None:
         assert self._tasks is not None  # set before start() returns
-        self._response = self._tasks.start_soon(self._respond, name="local-model:response")
+        self._response = self._tasks.start_soon(self._guard, self._produce, name="local-model:response")
+
+    async def _user_speaks(self) -> None:
+        # Checked on every chunk of the user's speech, not only as an utterance starts, so
+        # the reply to the first part of an utterance cut at its bound does not talk over
+        # the rest. Never waits for a turn being started (that may wait for a reply to
+        # finish, and the listener must not): the next chunk checks again.
+        if self._speaking() and not self._turn_lock.locked():
+            async with self._turn_lock:
+                await self._barge_in()
 
     async def _user_turn(self, text: str) -> None:
-        # Typed text (the input pump) and an end of speech (the listener) both start turns;
-        # one at a time: a new turn barges in on the running one, never runs beside it.
+        # Typed text (the input pump) and an end of speech (the recognition task) both
+        # start turns; one at a time: a new turn barges in on the running one, never runs
+        # beside it.
         async with self._turn_lock:
             if self._speaking():
                 await self._barge_in()
@@ -251,13 +269,14 @@ class LocalModel(QueuedModel):
         if self._events is not None:
             await self._events.put(exc)
 
-    # response ------------------------------------------------------------------
-
-    async def _respond(self) -> None:
+    async def _guard(self, part: Callable[[], Awaitable[None]]) -> None:
+        """One of the model's tasks: its failure is the model's."""
         try:
-            await self._produce()
+            await part()
         except Exception as exc:  # cancellation is no Exception: it goes on up
             await self._fail(exc)
+
+    # response ------------------------------------------------------------------
 
     async def _produce(self) -> None:
         self._response_id = new_id()
@@ -344,68 +363,3 @@ class LocalModel(QueuedModel):
         if self._response_id is not None:
             response_id, self._response_id = self._response_id, None
             await self._emit(BidiResponseStopEvent(response_id))
-
-    # listening -------------------------------------------------------------------
-
-    async def _listen(self) -> None:
-        try:
-            while True:
-                pcm = self._to_asr(await self._audio.get())
-                for mark, speech in self._endpointer.feed(pcm):
-                    if mark is Mark.SPEECH:
-                        await self._hear(speech)
-                    elif mark is Mark.START:
-                        await self._speech_started()
-                    else:
-                        await self._speech_ended()
-        except Exception as exc:
-            await self._fail(exc)
-        finally:  # no thread still uses the decoder: this task waited for its jobs
-            await self.recognizer.cancel()
-
-    async def _speech_started(self) -> None:
-        if self._speaking():
-            await self._barge_in()
-        await self.recognizer.begin()
-        self._user_id = None
-        self._user_words = []
-        self._last_hypotheses = []
-
-    async def _hear(self, speech: bytes) -> None:
-        if not self.recognizer.active:
-            return
-        words = (await self.recognizer.feed(speech)).split()
-        # Show only words the last few hypotheses agree on, never the newest ones:
-        # partial hypotheses keep revising their tail (and, early on, their head).
-        recent = [*self._last_hypotheses[-(_AGREEING - 1) :], words]
-        self._last_hypotheses = recent
-        if len(recent) < _AGREEING:
-            return
-        agreed = min(common_prefix(recent[0], r) for r in recent[1:])
-        stable = words[: min(agreed, len(words) - _UNSETTLED_TAIL)]
-        if len(stable) > len(self._user_words) and stable[: len(self._user_words)] == self._user_words:
-            await self._user_delta(stable[len(self._user_words) :])
-
-    async def _user_delta(self, words: list[str]) -> None:
-        if not words:
-            return
-        if self._user_id is None:
-            self._user_id = new_id()
-            await self._emit(BidiTranscriptStartEvent("user", self._user_id))
-        delta = (" " if self._user_words else "") + " ".join(words)
-        self._user_words += words
-        await self._emit(BidiTranscriptDeltaEvent(delta, "user", self._user_id))
-
-    async def _speech_ended(self) -> None:
-        text = await self.recognizer.finish()
-        # Transcript deltas cannot take words back: the final transcript is what was shown
-        # plus the rest of the final hypothesis. The brain gets the final hypothesis itself,
-        # or, when the decoder ends with none, the words the user was shown as final: an
-        # utterance shown to the user is always answered.
-        await self._user_delta(unshown_words(self._user_words, text.split()))
-        if self._user_id is not None:
-            user_id, self._user_id = self._user_id, None
-            await self._emit(BidiTranscriptStopEvent("user", user_id))
-        said = text or " ".join(self._user_words)
-        if said:
-            await self._user_turn(said)

@@ -4,7 +4,7 @@ Two kinds of decoder: a grammar decoder (a JSGF grammar of the phrases the rules
 understands: fast, real-time factor ~0.03-0.08, ~60 MB) and a generic language-model
 decoder for free speech (~0.2-0.3, ~90 MB). Decoders are expensive to build (0.1-0.3 s)
 and not thread-safe, so each process keeps a small pool; an utterance borrows a decoder
-from its first speech frame to its final hypothesis.
+from its first speech frame to its final hypothesis (which the listener bounds).
 
 Decoding runs in anyio's worker threads (`to_thread.run_sync`), at most one per decoder
 (the pool's `CapacityLimiter`). run_sync does not abandon its thread when the awaiting
@@ -17,6 +17,17 @@ tasks are cancelled through their task group, never that way.)
 
 Dither is on: test and browser audio often holds runs of exact digital silence, whose
 log energy otherwise upsets the decoder's live cepstral mean normalisation.
+
+That normalisation learns the channel from each utterance and carries it to the next one
+on the same decoder, but a pooled decoder's next utterance may be another session's: after
+15 s of one session's noise, the next session's clear question decodes as nothing at all.
+So the cepstral mean belongs to the session (`Recognizer`): each borrow starts from the
+session's own (a fresh decoder's at first) and each final hypothesis takes it back.
+
+How sessions share the pool (bounded utterances, the order of the waiting, speech kept
+while waiting) is in `listener`. Note that pocketsphinx keeps the GIL while it decodes:
+the threads keep decoding off the event loop's code path, but each job holds the loop for
+its duration (about 1 ms per 30 ms of speech), which is why speech is fed in small chunks.
 """
 
 from __future__ import annotations
@@ -68,7 +79,8 @@ class DecoderPool:
         self._size = size
         self._built = 0
         self._idle: list[Decoder] = []
-        self._available = anyio.Semaphore(size)
+        self._available = anyio.Semaphore(size)  # FIFO: waiters get decoders in turn
+        self.fresh_cmn = ""  # a new decoder's cepstral mean, once one is built
         self.closed = False
 
     @property
@@ -86,7 +98,7 @@ class DecoderPool:
     def prewarm(self) -> None:
         """Build one decoder now (blocking), so the first utterance does not wait for it."""
         if self._built == 0:
-            self._idle.append(self._build())
+            self._idle.append(self._new(self._build()))
             self._built = 1
 
     async def acquire(self) -> Decoder:
@@ -94,11 +106,15 @@ class DecoderPool:
         try:
             if self._idle:
                 return self._idle.pop()
-            decoder = await self.run(self._build)
+            decoder = self._new(await self.run(self._build))
         except BaseException:
             self._available.release()
             raise
         self._built += 1
+        return decoder
+
+    def _new(self, decoder: Decoder) -> Decoder:
+        self.fresh_cmn = self.fresh_cmn or decoder.get_cmn()
         return decoder
 
     def release(self, decoder: Decoder) -> None:
@@ -123,11 +139,12 @@ def _words(hypothesis: object) -> str:
     return " ".join(str(text).split())
 
 
-def _start(decoder: Decoder) -> None:
+def _start(decoder: Decoder, cmn: str) -> None:
     # A decoder handed back mid-utterance (a cancelled session) ends it here, in a
     # thread of its next borrower, so a hand-back never needs a thread of its own.
     with contextlib.suppress(RuntimeError):  # no utterance in progress: nothing to end
         decoder.end_utt()
+    decoder.set_cmn(cmn)  # this session's channel, not the last borrower's
     decoder.start_utt()
 
 
@@ -136,9 +153,9 @@ def _feed(decoder: Decoder, pcm: bytes) -> str:
     return _words(decoder.hyp())
 
 
-def _finish(decoder: Decoder) -> str:
+def _finish(decoder: Decoder) -> tuple[str, str]:
     decoder.end_utt()
-    return _words(decoder.hyp())
+    return _words(decoder.hyp()), decoder.get_cmn()
 
 
 class Recognizer:
@@ -152,6 +169,7 @@ class Recognizer:
     def __init__(self, pool: DecoderPool) -> None:
         self._pool = pool
         self._decoder: Decoder | None = None
+        self._cmn = ""  # this session's cepstral mean, from its last utterance
         self._busy = anyio.Lock(fast_acquire=True)  # no yield per frame when free
 
     @property
@@ -161,13 +179,17 @@ class Recognizer:
     async def begin(self) -> None:
         await self.cancel()
         self._decoder = await self._pool.acquire()
-        await self._job(_start)
+        await self._job(_start, self._cmn or self._pool.fresh_cmn)
 
     async def feed(self, pcm: bytes) -> str:
         return await self._job(_feed, pcm) or ""
 
     async def finish(self) -> str:
-        return await self._job(_finish, give_back=True) or ""
+        ended = await self._job(_finish, give_back=True)
+        if ended is None:
+            return ""
+        text, self._cmn = ended
+        return text
 
     async def cancel(self) -> None:
         """Drop any utterance in progress and return the decoder (safe to call at any time)."""
