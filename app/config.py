@@ -224,6 +224,16 @@ class Settings:
         """,
     )
     ws_ping_timeout: float = setting(20.0, parsers.number(float, 0.1, 3600.0), SEE_ABOVE)
+    drain_timeout: float = setting(
+        30.0,
+        parsers.number(float, 0.0, 3600.0),
+        """
+        On SIGTERM/SIGINT: seconds open sessions may take to finish the response in progress
+        before they are closed (1012, server_shutdown). New sessions are refused at once;
+        /ready turns 503. Give the platform's grace period (terminationGracePeriodSeconds,
+        ECS stopTimeout) this plus about 10 s.
+        """,
+    )
 
     # Queue sizes are in frames/messages; see Session for the overflow policy.
     audio_queue_size: int = setting(

@@ -87,6 +87,14 @@ def create_app(
         status = "HealthyBusy" if len(registry) else "Healthy"
         return JSONResponse({"status": status, "time_of_last_update": int(registry.last_change)})
 
+    async def ready(request: Request) -> JSONResponse:
+        # Readiness (Kubernetes, load balancers): whether a new session would be admitted.
+        # At capacity the process is alive and serving, just not taking more: 503 routes
+        # new clients elsewhere without touching the sessions it holds.
+        if capacity.full:
+            return JSONResponse({"status": "full"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
     async def health(request: Request) -> JSONResponse:
         refused = dict(context.refusals.counts)
         body = {
@@ -114,6 +122,7 @@ def create_app(
             WebSocketRoute("/ws", websocket_endpoint),
             Route("/ping", ping),
             Route("/health", health),
+            Route("/ready", ready),
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page"),
         ],
         lifespan=lifespan,

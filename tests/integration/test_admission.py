@@ -48,10 +48,13 @@ async def test_the_session_over_max_sessions_is_refused_with_503_before_any_mode
     async with serve(app, settings) as (_, port), httpx.AsyncClient() as http:
         url, base = f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}"
         assert (await http.get(f"{base}/ping")).json()["status"] == "Healthy"
+        assert (await http.get(f"{base}/ready")).status_code == 200
         async with connect_ws(url, http) as first, connect_ws(url, http) as second:
             await start(first)
             await start(second)
             assert (await http.get(f"{base}/ping")).json()["status"] == "HealthyBusy"
+            not_ready = await http.get(f"{base}/ready")  # routes new clients elsewhere
+            assert (not_ready.status_code, not_ready.json()) == (503, {"status": "full"})
             refused = await handshake(http, f"{base}/ws")
             with pytest.raises(WebSocketUpgradeError) as raised:  # as a client library sees it
                 async with connect_ws(url, http):
