@@ -269,6 +269,29 @@ class Settings:
         'Seconds allowed for stopping a session\'s agent and model (and for draining on "end").',
     )
 
+    # SLOW_CLIENT_TIMEOUT to CLOSE_TIMEOUT act in uvicorn's WebSocket protocol
+    # (app/edge/transport.py), so they apply where app/serving.py's options are used.
+    slow_client_timeout: float = setting(
+        5.0,
+        parsers.number(float, 0.1, 3600.0),
+        """
+        A client whose outbound buffer stays over MAX_OUTBOUND_BUFFER_BYTES for this many
+        seconds (it reads nothing, or far too slowly) is closed: 1008, reason slow_client.
+        While over, the server sends it nothing more (its pings get no pong) and stops reading it.
+        The buffer is in the process; the socket's send buffer in the kernel is set to the same size.
+        """,
+        section="Edge",
+    )
+    max_outbound_buffer_bytes: int = setting(262_144, parsers.number(int, 16_384, 67_108_864), SEE_ABOVE)
+    close_timeout: float = setting(
+        5.0,
+        parsers.number(float, 0.1, 300.0),
+        """
+        Seconds a closing connection has to finish (the client to read what is queued and
+        answer the close); then it is cut, which frees its socket, file descriptor and buffers.
+        """,
+    )
+
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 

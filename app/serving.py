@@ -1,26 +1,27 @@
-"""How uvicorn serves the app's WebSockets: the implementation, frame limit and keepalive.
+"""How uvicorn serves the app: its WebSocket protocol, frame limit and keepalive.
 
-`python -m app` passes `websocket_options(settings)` to uvicorn; a deployment that runs
+`python -m app` passes `server_options(settings)` to uvicorn; a deployment that runs
 uvicorn itself should pass the same (see docs/protocol.md).
 
-The implementation is websockets' Sans-I/O protocol, pinned rather than "auto" (which
-picks by what is installed): it refuses a frame over `ws_max_size` from its header,
-before reading the payload, and bounds decompression by the same limit; wsproto reads
-the frame in and inflates compressed data without a bound before uvicorn counts it.
+The WebSocket implementation is websockets' Sans-I/O protocol, pinned rather than "auto"
+(which picks by what is installed): it refuses a frame over `ws_max_size` from its
+header, before reading the payload, and bounds decompression by the same limit; wsproto
+reads the frame in and inflates compressed data without a bound before uvicorn counts it.
+The protocol is subclassed for the edge's transport limits (app/edge/transport.py),
+which reach it through the app's lifespan state.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-
 from app.config import Settings
+from app.edge.transport import GuardedWebSocketProtocol
 from app.wire.connection import KEEPALIVE_TIMEOUT
 
 
-class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's protocol, except that a keepalive timeout reaches the app as what it is.
+class WebSocketProtocol(GuardedWebSocketProtocol):
+    """The edge's protocol, except that a keepalive timeout reaches the app as what it is.
 
     uvicorn answers a missed pong by closing the transport, and the app then receives the
     same disconnect (1005, no reason) as for any dropped connection. This puts the close
@@ -35,9 +36,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().keepalive_timeout()
 
 
-def websocket_options(settings: Settings) -> dict[str, Any]:
+def server_options(settings: Settings) -> dict[str, Any]:
     """MAX_MESSAGE_BYTES acts at the WebSocket layer: a larger frame is refused with 1009
-    before it is buffered, and never reaches the app (whose own check then never fires)."""
+    before it is buffered, and never reaches the app (whose own check then never fires).
+    The classes are module-level, not built per settings: `--reload` pickles them into its
+    worker process."""
     return {
         "ws": WebSocketProtocol,
         "ws_max_size": settings.max_message_bytes,

@@ -12,9 +12,11 @@ Sections, in order:
   - any other text is answered with "You said: TEXT" (transcript and audio);
   - audio is recorded and answered with a user transcript and the same audio;
 - WebSocket conversations: connecting (in-process or to a port), reading messages;
+- clients that stop reading: `non_reader`, a raw socket with a tiny receive buffer;
 - session ends: waiting for sessions to close, finding a session's tasks;
 - fakes of outside services: OpenWeatherMap;
-- real servers: uvicorn on a free loopback port, `python -m app` as a subprocess.
+- real servers: uvicorn on a free loopback port, `python -m app` as a subprocess, and
+  what a server holds (its WebSocket connections, a process's open file descriptors).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +43,7 @@ import httpx
 import strands
 import uvicorn
 import wsproto.events
+from anyio.abc import SocketStream
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
 from httpx_ws.transport import ASGIWebSocketTransport
 from starlette.applications import Starlette
@@ -61,6 +65,10 @@ from strands.bidi.types.events import (
 )
 from strands.types.content import TextBlock
 from strands.types.tools import ToolResultBlock, ToolUse
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.client import ClientProtocol
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from app.models import ModelProvider
 
@@ -132,6 +140,11 @@ class ScriptedModel(BidiModel):
             self._queue.put_nowait(_STOP)
         self.stopped.set()
 
+    def fail(self) -> None:
+        """Fail on its own, as a provider connection drops: nothing from the client needed."""
+        assert self._queue is not None
+        self._queue.put_nowait(RuntimeError("scripted model failure"))
+
     async def receive(self) -> AsyncGenerator[BidiOutputEvent, None]:
         assert self._queue is not None
         yield BidiConnectionStartEvent("conn-1", "scripted")
@@ -161,7 +174,7 @@ class ScriptedModel(BidiModel):
             self.hang = True
             self._say("hanging", b"")
         elif text == "fail":
-            self._queue.put_nowait(RuntimeError("scripted model failure"))
+            self.fail()
         elif text == "stream":
             self._streamer = asyncio.create_task(self._stream(), name="scripted-model:stream")
         elif text.startswith(("calculate ", "use ")):
@@ -308,6 +321,88 @@ def of_type(messages: list[Any], kind: str) -> list[dict[str, Any]]:
     return [m for m in messages if isinstance(m, dict) and m.get("type") == kind]
 
 
+async def ping_round_trips(ws: AsyncWebSocketSession, seconds: float) -> list[float]:
+    """Round trips, in seconds, of app-level pings sent one after another for `seconds`."""
+    rtts: list[float] = []
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        sent = time.monotonic()
+        await ws.send_text(json.dumps({"type": "ping"}))
+        await receive_until(ws, "pong")
+        rtts.append(time.monotonic() - sent)
+    return rtts
+
+
+# clients that stop reading -----------------------------------------------------------
+#
+# Below any WebSocket library, which reads on its own: a plain socket whose receive
+# buffer is tiny, so what the server sends backs up at once, with websockets' Sans-I/O
+# client building the frames.
+
+TINY_RECEIVE_BUFFER: Final = 4096
+
+
+class NonReader:
+    """A WebSocket client that read its handshake response and never reads again."""
+
+    def __init__(self, stream: SocketStream, protocol: ClientProtocol) -> None:
+        self.stream = stream
+        self.protocol = protocol
+
+    async def send_text(self, text: str) -> None:
+        self.protocol.send_text(text.encode())
+        await self.stream.send(b"".join(self.protocol.data_to_send()))
+
+    async def send_binary(self, data: bytes) -> None:
+        self.protocol.send_binary(data)
+        await self.stream.send(b"".join(self.protocol.data_to_send()))
+
+    def ping_frame(self, payload: bytes = b"") -> bytes:
+        """One ping frame, to send as often as wanted."""
+        self.protocol.send_ping(payload)
+        return b"".join(self.protocol.data_to_send())
+
+    async def flood(self, data: bytes, seconds: float, stall: float = 0.5) -> tuple[int, str]:
+        """Send `data` again and again for at most `seconds`: the bytes the server took,
+        and why it ended: "stalled" (a send waited `stall` s: the server stopped reading),
+        "cut" (the connection was closed) or "time"."""
+        sent = 0
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            with anyio.move_on_after(stall):
+                try:
+                    await self.stream.send(data)
+                except (anyio.BrokenResourceError, OSError):
+                    return sent, "cut"
+                sent += len(data)
+                continue
+            return sent, "stalled"
+        return sent, "time"
+
+
+@asynccontextmanager
+async def non_reader(port: int, query: str = "") -> AsyncIterator[NonReader]:
+    """A WebSocket to `/ws` on `port` whose socket buffers hold next to nothing."""
+    sock = socket.socket()
+    # Before connecting: the receive buffer sets the window the client offers.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, TINY_RECEIVE_BUFFER)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    except BaseException:
+        sock.close()
+        raise
+    async with await SocketStream.from_socket(sock) as stream:
+        protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/ws" + (f"?{query}" if query else "")))
+        protocol.send_request(protocol.connect())
+        await stream.send(b"".join(protocol.data_to_send()))
+        with anyio.fail_after(5):
+            while protocol.state is State.CONNECTING:
+                protocol.receive_data(await stream.receive())
+        assert protocol.handshake_exc is None, protocol.handshake_exc
+        yield NonReader(stream, protocol)
+
+
 # session ends ---------------------------------------------------------------------
 
 
@@ -427,6 +522,19 @@ async def run_server(app: ASGIApp, **options: Any) -> AsyncIterator[tuple[uvicor
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **options)
     async with serving(config) as running:
         yield running
+
+
+def websocket_connections(server: uvicorn.Server) -> list[WebSocketsSansIOProtocol]:
+    """The server's open WebSocket connections (uvicorn's protocol objects)."""
+    return [c for c in server.server_state.connections if isinstance(c, WebSocketsSansIOProtocol)]
+
+
+async def poll_until(condition: Callable[[], bool], timeout: float) -> None:
+    """For state that nothing signals (a server's connections, a process's file
+    descriptors): checked every 10 ms until true, failing after `timeout` seconds."""
+    with anyio.fail_after(timeout):
+        while not condition():  # noqa: ASYNC110 - no event to wait for: that is the point
+            await anyio.sleep(0.01)
 
 
 def free_port() -> int:
