@@ -269,8 +269,25 @@ class Settings:
         'Seconds allowed for stopping a session\'s agent and model (and for draining on "end").',
     )
 
-    # SLOW_CLIENT_TIMEOUT to CLOSE_TIMEOUT act in uvicorn's WebSocket protocol
-    # (app/edge/transport.py), so they apply where app/serving.py's options are used.
+    # HANDSHAKE_TIMEOUT to CLOSE_TIMEOUT act in uvicorn's protocols (app/edge/handshake.py,
+    # app/edge/transport.py), so they apply where app/serving.py's options are used.
+    handshake_timeout: float = setting(
+        10.0,
+        parsers.number(float, 0.1, 3600.0),
+        """
+        Seconds a new connection has to send its complete request headers (the WebSocket
+        handshake); a silent or slow one is closed (HTTP 408, refusal handshake_timeout).
+        """,
+        section="Edge",
+    )
+    max_connections: int = setting(
+        0,
+        parsers.number(int, 0, 1_000_000),
+        """
+        Open connections per process, HTTP and WebSocket together; one more is answered
+        HTTP 503 and closed at once (refusal connection_limit). 0: unlimited.
+        """,
+    )
     slow_client_timeout: float = setting(
         5.0,
         parsers.number(float, 0.1, 3600.0),
@@ -280,7 +297,6 @@ class Settings:
         While over, the server sends it nothing more (its pings get no pong) and stops reading it.
         The buffer is in the process; the socket's send buffer in the kernel is set to the same size.
         """,
-        section="Edge",
     )
     max_outbound_buffer_bytes: int = setting(262_144, parsers.number(int, 16_384, 67_108_864), SEE_ABOVE)
     close_timeout: float = setting(

@@ -1,4 +1,4 @@
-"""How uvicorn serves the app: its WebSocket protocol, frame limit and keepalive.
+"""How uvicorn serves the app: its HTTP and WebSocket protocols, frame limit and keepalive.
 
 `python -m app` passes `server_options(settings)` to uvicorn; a deployment that runs
 uvicorn itself should pass the same (see docs/protocol.md).
@@ -7,8 +7,8 @@ The WebSocket implementation is websockets' Sans-I/O protocol, pinned rather tha
 (which picks by what is installed): it refuses a frame over `ws_max_size` from its
 header, before reading the payload, and bounds decompression by the same limit; wsproto
 reads the frame in and inflates compressed data without a bound before uvicorn counts it.
-The protocol is subclassed for the edge's transport limits (app/edge/transport.py),
-which reach it through the app's lifespan state.
+Both protocols are subclassed for the edge's transport limits (app/edge/handshake.py,
+app/edge/transport.py), which reach them through the app's lifespan state.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.config import Settings
+from app.edge.handshake import GuardedHttpProtocol
 from app.edge.transport import GuardedWebSocketProtocol
 from app.wire.connection import KEEPALIVE_TIMEOUT
 
@@ -42,6 +43,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
     The classes are module-level, not built per settings: `--reload` pickles them into its
     worker process."""
     return {
+        "http": GuardedHttpProtocol,
         "ws": WebSocketProtocol,
         "ws_max_size": settings.max_message_bytes,
         "ws_ping_interval": settings.ws_ping_interval,

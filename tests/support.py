@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import importlib.util
 import json
@@ -537,6 +538,26 @@ async def poll_until(condition: Callable[[], bool], timeout: float) -> None:
             await anyio.sleep(0.01)
 
 
+def holds_connection(pid: int, port: int, client_port: int) -> bool:
+    """Whether process `pid` has a file descriptor open on its TCP socket that serves
+    `port` to the loopback client at `client_port` (found by inode in /proc)."""
+    inodes = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if int(local.split(":")[1], 16) == port and int(remote.split(":")[1], 16) == client_port:
+            inodes.add(f"socket:[{inode}]")
+    return bool(inodes & _fd_targets(pid))
+
+
+def _fd_targets(pid: int) -> set[str]:
+    targets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed since the listing
+            targets.add(os.readlink(fd))
+    return targets
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -572,10 +593,11 @@ def stop(process: subprocess.Popen[str], timeout: float = 10) -> None:
 
 
 async def wait_ready(process: subprocess.Popen[str]) -> None:
-    """Wait for uvicorn's own readiness line (needs LOG_LEVEL=INFO)."""
+    """Wait for uvicorn's own readiness line (needs LOG_LEVEL=INFO): the one it logs once
+    it listens, not "Application startup complete", which comes before."""
     assert process.stderr is not None
     with anyio.fail_after(30):
-        while "Application startup complete" not in (
+        while "Uvicorn running on" not in (
             # Abandoned on timeout; stopping the process then ends the read with EOF.
             line := await anyio.to_thread.run_sync(process.stderr.readline, abandon_on_cancel=True)
         ):

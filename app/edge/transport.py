@@ -55,6 +55,8 @@ LIMITS_KEY: Final = "transport_limits"
 
 @dataclass(frozen=True, slots=True)
 class TransportLimits:
+    handshake_timeout: float
+    max_connections: int  # 0: unlimited
     slow_client_timeout: float
     max_outbound_buffer_bytes: int
     close_timeout: float
@@ -63,6 +65,8 @@ class TransportLimits:
     @classmethod
     def of(cls, settings: Settings, refusals: Refusals | None = None) -> TransportLimits:
         return cls(
+            handshake_timeout=settings.handshake_timeout,
+            max_connections=settings.max_connections,
             slow_client_timeout=settings.slow_client_timeout,
             max_outbound_buffer_bytes=settings.max_outbound_buffer_bytes,
             close_timeout=settings.close_timeout,
