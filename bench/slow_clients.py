@@ -8,7 +8,8 @@ with tiny socket buffers (SO_RCVBUF 4 KiB) and never read:
 - `audio`: each streams 100 ms audio frames as fast as the server takes them (the echo
   model answers every frame with audio nobody reads);
 - `ping`: one client sends WebSocket ping frames as fast as it can (the server owes a
-  pong for each).
+  pong for each);
+- `silent`: connections that never send a byte (no handshake at all).
 
 Every second the server's RSS, open file descriptors and /health sessions are sampled.
 At the end the server is stopped with SIGTERM while the attackers are still connected,
@@ -16,6 +17,7 @@ and the time it takes to exit is reported (killed after 15 s).
 
     .venv/bin/python -m bench.slow_clients --scenario audio --clients 20 --seconds 20
     .venv/bin/python -m bench.slow_clients --scenario ping --seconds 20
+    .venv/bin/python -m bench.slow_clients --scenario silent --clients 300 --seconds 15
 """
 
 from __future__ import annotations
@@ -82,6 +84,20 @@ async def flood(writer: asyncio.StreamWriter, data: bytes, until: float) -> str:
     return "still open"
 
 
+async def silent(port: int, until: float) -> str:
+    """A connection that sends nothing; whether the server closed it before `until`."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        await asyncio.wait_for(reader.read(), max(0.01, until - time.monotonic()))
+    except TimeoutError:
+        return "still open"
+    except ConnectionError:
+        pass
+    finally:
+        writer.transport.abort()
+    return "cut by the server"
+
+
 async def observe(ws: ClientConnection, seconds: float) -> list[tuple[float, float]]:
     """Round trips of app-level pings: (seconds since the start, ms)."""
     rtts: list[tuple[float, float]] = []
@@ -146,10 +162,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             await ws.recv()  # session_start
             baseline = await observe(ws, BASELINE_SECONDS)
             fds_before = open_fds(process.pid)
-            attackers = [await non_reader(port) for _ in range(args.clients)]
             until = time.monotonic() + args.seconds
-            data = frame(0x2, AUDIO_FRAME) if args.scenario == "audio" else frame(0x9, bytes(125)) * 64
-            floods = [asyncio.create_task(flood(w, data, until)) for _, w in attackers]
+            if args.scenario == "silent":
+                attackers = []
+                floods = [asyncio.create_task(silent(port, until)) for _ in range(args.clients)]
+            else:
+                attackers = [await non_reader(port) for _ in range(args.clients)]
+                data = frame(0x2, AUDIO_FRAME) if args.scenario == "audio" else frame(0x9, bytes(125)) * 64
+                floods = [asyncio.create_task(flood(w, data, until)) for _, w in attackers]
             sampler = asyncio.create_task(sample(process.pid, port, args.seconds, samples))
             during = await observe(ws, args.seconds)
             outcomes = await asyncio.gather(*floods)
@@ -186,12 +206,12 @@ def first(samples: list[dict[str, float]], test: Callable[[dict[str, float]], bo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--scenario", choices=("audio", "ping"), default="audio")
-    parser.add_argument("--clients", type=int, default=0, help="attackers (default: audio 20, ping 1)")
+    parser.add_argument("--scenario", choices=("audio", "ping", "silent"), default="audio")
+    parser.add_argument("--clients", type=int, default=0, help="default: audio 20, ping 1, silent 300")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--env", nargs="*", default=[], help="server settings, KEY=VALUE")
     args = parser.parse_args()
-    args.clients = args.clients or (20 if args.scenario == "audio" else 1)
+    args.clients = args.clients or {"audio": 20, "ping": 1, "silent": 300}[args.scenario]
     result = asyncio.run(run(args))
     print("| metric | value |\n|---|---|")
     for key, value in result.items():
