@@ -294,7 +294,7 @@ class Settings:
         """
         A client whose outbound buffer stays over MAX_OUTBOUND_BUFFER_BYTES for this many
         seconds (it reads nothing, or far too slowly) is closed: 1008, reason slow_client.
-        While over, the server sends it nothing more (its pings get no pong) and stops reading it.
+        While over, the server sends it nothing more and reads nothing from it, pings included.
         The buffer is in the process; the socket's send buffer in the kernel is set to the same size.
         """,
     )

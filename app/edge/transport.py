@@ -13,9 +13,9 @@ included, but is deprecated.)
 
 Here:
 1. the high-water mark is MAX_OUTBOUND_BUFFER_BYTES, and so is the socket's send buffer
-   in the kernel (Linux doubles it for its bookkeeping); over the mark the client is *behind*:
-   reading stops as well (real TCP backpressure on its data and pings alike) and a ping
-   read before that gets no pong;
+   in the kernel (Linux doubles it for its bookkeeping); over the mark the client is
+   *behind*: reading stops as well (real TCP backpressure on its data and pings alike),
+   and a ping read all the same (after a close) gets no pong;
 2. a client behind for SLOW_CLIENT_TIMEOUT is cut: the app gets a disconnect (1008,
    `slow_client`), sends waiting for room raise `ClientGone`, a close frame is queued in
    case the client ever reads again, and the close deadline starts;
@@ -150,7 +150,8 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_ping(self) -> None:
         if self.behind:
             # It reads nothing of what it is owed already: no pong on top. Reading is
-            # paused meanwhile, so only pings read before that get here.
+            # paused while behind, so this is only for what uvicorn reads after a close
+            # (it reads on, for the client's close frame).
             self.conn.data_to_send()
             return
         super().handle_ping()
