@@ -10,7 +10,7 @@ import uvicorn
 from app.config import load_settings
 from app.errors import ConfigError, PluginError
 from app.logs import uvicorn_log_config
-from app.serving import websocket_options
+from app.serving import server_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         # and so websockets' frame and header lines, at DEBUG.
         log_level=None,
         log_config=uvicorn_log_config(settings.log_level, settings.debug_loggers),
-        **websocket_options(settings),
+        **server_options(settings),
     )
     return 0
 

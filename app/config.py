@@ -418,6 +418,44 @@ class Settings:
         """,
     )
 
+    # HANDSHAKE_TIMEOUT to CLOSE_TIMEOUT act in uvicorn's protocols (app/edge/handshake.py,
+    # app/edge/transport.py), so they apply where app/serving.py's options are used.
+    handshake_timeout: float = setting(
+        10.0,
+        parsers.number(float, 0.1, 3600.0),
+        """
+        Seconds a new connection has to send its complete request headers (the WebSocket
+        handshake); a silent or slow one is closed (HTTP 408, refusal handshake_timeout).
+        """,
+    )
+    max_connections: int = setting(
+        0,
+        parsers.number(int, 0, 1_000_000),
+        """
+        Open connections per process, HTTP and WebSocket together; one more is answered
+        HTTP 503 and closed at once (refusal connection_limit). 0: unlimited.
+        """,
+    )
+    slow_client_timeout: float = setting(
+        5.0,
+        parsers.number(float, 0.1, 3600.0),
+        """
+        A client whose outbound buffer stays over MAX_OUTBOUND_BUFFER_BYTES for this many
+        seconds (it reads nothing, or far too slowly) is closed: 1008, reason slow_client.
+        While over, the server sends it nothing more and reads nothing from it, pings included.
+        The buffer is in the process; the socket's send buffer in the kernel is set to the same size.
+        """,
+    )
+    max_outbound_buffer_bytes: int = setting(262_144, parsers.number(int, 16_384, 67_108_864), SEE_ABOVE)
+    close_timeout: float = setting(
+        5.0,
+        parsers.number(float, 0.1, 300.0),
+        """
+        Seconds a closing connection has to finish (the client to read what is queued and
+        answer the close); then it is cut, which frees its socket, file descriptor and buffers.
+        """,
+    )
+
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 

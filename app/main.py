@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -30,6 +31,7 @@ from app.edge.capacity import Capacity, admission
 from app.edge.gate import Gate
 from app.edge.origin import origin_check
 from app.edge.refusals import Refusals
+from app.edge.transport import LIMITS_KEY, TransportLimits
 from app.logs import install_record_factory
 from app.models import ModelProvider, provider_from_settings
 from app.plugins import ToolServices, load_tools
@@ -106,13 +108,14 @@ def create_app(
         return JSONResponse(body)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         try:
             async with anyio.create_task_group() as tasks:
                 # In the background, so serving starts at once; the first tool call then
                 # finds a worker process ready.
                 tasks.start_soon(context.services.workers.prewarm)
-                yield
+                # The lifespan state is what uvicorn hands its protocols: the transport limits.
+                yield {LIMITS_KEY: TransportLimits.of(settings, context.refusals)}
         finally:
             await context.services.aclose()
             context.provider.close()

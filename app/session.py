@@ -47,7 +47,7 @@ from app.models import ModelProvider
 from app.plugins import SERVICES_KEY, ToolServices
 from app.registry import SessionRegistry
 from app.wire import outbound as out
-from app.wire.connection import ClientConnection, ClientGone
+from app.wire.connection import SLOW_CLIENT, ClientConnection, ClientGone
 from app.wire.encoder import OutputEncoder
 from app.wire.inbound import (
     AudioIn,
@@ -159,8 +159,11 @@ class Session:
             # Also reached when the task is cancelled from outside (a server stopping past
             # its grace period): the client still gets a close and the model is stopped.
             self.outcome = self.outcome or SHUTDOWN
-            with anyio.move_on_after(2 * settings.stop_timeout, shield=True):
-                await self._close(self.outcome)
+            with anyio.CancelScope(shield=True):
+                # Each with its own deadline: a client that reads nothing must not use up
+                # the time the model has to stop.
+                with anyio.move_on_after(settings.stop_timeout):
+                    await self._close(self.outcome)
                 await self._stop_agent(agent)
 
     async def _converse(self, agent: BidiAgent, options: ConnectOptions, model_input_rate: int) -> None:
@@ -168,7 +171,7 @@ class Session:
         try:
             await self.client.send_message(self._session_start(model, options, agent.tool_names))
         except ClientGone as gone:
-            self._finish(_gone(gone))
+            self._client_gone(gone)
             return
         logger.info(
             "session started: provider=%s model=%s rates in=%d out=%d audio=%s principal=%s",
@@ -201,6 +204,12 @@ class Session:
             tasks.start_soon(self._relay, agent, encoder, name="session:relay")
             if self._watchdog.enabled:
                 tasks.start_soon(self._watch, name="session:watchdog")
+
+    def _client_gone(self, gone: ClientGone) -> None:
+        if gone.reason == SLOW_CLIENT and self.outcome is None:  # cut by app/edge/transport.py
+            timeout = self.context.settings.slow_client_timeout
+            self.context.refusals.record("slow_client", f"left its outbound buffer full for {timeout:g} s")
+        self._finish(_gone(gone))
 
     def _finish(self, outcome: Outcome) -> None:
         """The first outcome wins; it ends every task of the session."""
@@ -240,7 +249,7 @@ class Session:
         try:
             await self._read_frames(parser, limits)
         except ClientGone as gone:
-            self._finish(_gone(gone))
+            self._client_gone(gone)
         except RateLimited as limited:
             self.context.refusals.record("rate_limited", limited.message)
             self._finish(Outcome(limited.code, limited.close_code, limited))
@@ -358,7 +367,7 @@ class Session:
                 if event.get("type") == "bidi_connection_stop":
                     break
         except ClientGone as gone:
-            self._finish(_gone(gone))
+            self._client_gone(gone)
             return
         # receive() ends only after a connection stop: the model ended the conversation.
         self._finish(Outcome("model_stop"))

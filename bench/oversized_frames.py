@@ -13,32 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import collections
 import contextlib
 import json
-import os
 import struct
 import time
 
 import httpx
 
-from bench._server import app_server, memory_mb
+from bench._server import app_server, handshake, memory_mb
 
 CHUNK = 64 * 1024
-
-
-async def handshake(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = await reader.readuntil(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError(head.decode(errors="replace"))
-    return reader, writer
 
 
 async def read_close_code(reader: asyncio.StreamReader) -> int:

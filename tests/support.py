@@ -14,15 +14,18 @@ Sections, in order:
   - `hold_stop`, when a test sets it, is an event stop() waits for (a slow model stop);
 - WebSocket conversations: connecting (in-process or to a port), reading messages,
   streaming audio at a given speed;
+- clients that stop reading: `non_reader`, a raw socket with a tiny receive buffer;
 - session ends: waiting for sessions to close, finding a session's tasks;
 - fakes of outside services: OpenWeatherMap, and a clock the test sets;
-- real servers: uvicorn on a free loopback port, `python -m app` as a subprocess.
+- real servers: uvicorn on a free loopback port, `python -m app` as a subprocess, and
+  what a server holds (its WebSocket connections, a process's open file descriptors).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import importlib.util
 import json
@@ -30,8 +33,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -42,6 +46,7 @@ import httpx
 import strands
 import uvicorn
 import wsproto.events
+from anyio.abc import SocketStream
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
 from httpx_ws.transport import ASGIWebSocketTransport
 from starlette.applications import Starlette
@@ -63,6 +68,10 @@ from strands.bidi.types.events import (
 )
 from strands.types.content import TextBlock
 from strands.types.tools import ToolResultBlock, ToolUse
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.client import ClientProtocol
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from app.models import ModelProvider
 
@@ -137,6 +146,11 @@ class ScriptedModel(BidiModel):
             self._queue.put_nowait(_STOP)
         self.stopped.set()
 
+    def fail(self) -> None:
+        """Fail on its own, as a provider connection drops: nothing from the client needed."""
+        assert self._queue is not None
+        self._queue.put_nowait(RuntimeError("scripted model failure"))
+
     async def receive(self) -> AsyncGenerator[BidiOutputEvent, None]:
         assert self._queue is not None
         yield BidiConnectionStartEvent("conn-1", "scripted")
@@ -166,7 +180,7 @@ class ScriptedModel(BidiModel):
             self.hang = True
             self._say("hanging", b"")
         elif text == "fail":
-            self._queue.put_nowait(RuntimeError("scripted model failure"))
+            self.fail()
         elif text == "stream":
             self._streamer = asyncio.create_task(self._stream(), name="scripted-model:stream")
         elif text.startswith(("calculate ", "use ")):
@@ -323,6 +337,88 @@ async def stream_audio(ws: AsyncWebSocketSession, pcm: bytes, speed: float = 1.0
 
 def of_type(messages: list[Any], kind: str) -> list[dict[str, Any]]:
     return [m for m in messages if isinstance(m, dict) and m.get("type") == kind]
+
+
+async def ping_round_trips(ws: AsyncWebSocketSession, seconds: float) -> list[float]:
+    """Round trips, in seconds, of app-level pings sent one after another for `seconds`."""
+    rtts: list[float] = []
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        sent = time.monotonic()
+        await ws.send_text(json.dumps({"type": "ping"}))
+        await receive_until(ws, "pong")
+        rtts.append(time.monotonic() - sent)
+    return rtts
+
+
+# clients that stop reading -----------------------------------------------------------
+#
+# Below any WebSocket library, which reads on its own: a plain socket whose receive
+# buffer is tiny, so what the server sends backs up at once, with websockets' Sans-I/O
+# client building the frames.
+
+TINY_RECEIVE_BUFFER: Final = 4096
+
+
+class NonReader:
+    """A WebSocket client that read its handshake response and never reads again."""
+
+    def __init__(self, stream: SocketStream, protocol: ClientProtocol) -> None:
+        self.stream = stream
+        self.protocol = protocol
+
+    async def send_text(self, text: str) -> None:
+        self.protocol.send_text(text.encode())
+        await self.stream.send(b"".join(self.protocol.data_to_send()))
+
+    async def send_binary(self, data: bytes) -> None:
+        self.protocol.send_binary(data)
+        await self.stream.send(b"".join(self.protocol.data_to_send()))
+
+    def ping_frame(self, payload: bytes = b"") -> bytes:
+        """One ping frame, to send as often as wanted."""
+        self.protocol.send_ping(payload)
+        return b"".join(self.protocol.data_to_send())
+
+    async def flood(self, data: bytes, seconds: float, stall: float = 0.5) -> tuple[int, str]:
+        """Send `data` again and again for at most `seconds`: the bytes the server took,
+        and why it ended: "stalled" (a send waited `stall` s: the server stopped reading),
+        "cut" (the connection was closed) or "time"."""
+        sent = 0
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            with anyio.move_on_after(stall):
+                try:
+                    await self.stream.send(data)
+                except (anyio.BrokenResourceError, OSError):
+                    return sent, "cut"
+                sent += len(data)
+                continue
+            return sent, "stalled"
+        return sent, "time"
+
+
+@asynccontextmanager
+async def non_reader(port: int, query: str = "") -> AsyncIterator[NonReader]:
+    """A WebSocket to `/ws` on `port` whose socket buffers hold next to nothing."""
+    sock = socket.socket()
+    # Before connecting: the receive buffer sets the window the client offers.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, TINY_RECEIVE_BUFFER)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    except BaseException:
+        sock.close()
+        raise
+    async with await SocketStream.from_socket(sock) as stream:
+        protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/ws" + (f"?{query}" if query else "")))
+        protocol.send_request(protocol.connect())
+        await stream.send(b"".join(protocol.data_to_send()))
+        with anyio.fail_after(5):
+            while protocol.state is State.CONNECTING:
+                protocol.receive_data(await stream.receive())
+        assert protocol.handshake_exc is None, protocol.handshake_exc
+        yield NonReader(stream, protocol)
 
 
 # session ends ---------------------------------------------------------------------
@@ -484,6 +580,39 @@ async def collect_output(stream: IO[str], lines: list[str], ready: anyio.Event |
             ready.set()
 
 
+def websocket_connections(server: uvicorn.Server) -> list[WebSocketsSansIOProtocol]:
+    """The server's open WebSocket connections (uvicorn's protocol objects)."""
+    return [c for c in server.server_state.connections if isinstance(c, WebSocketsSansIOProtocol)]
+
+
+async def poll_until(condition: Callable[[], bool], timeout: float) -> None:
+    """For state that nothing signals (a server's connections, a process's file
+    descriptors): checked every 10 ms until true, failing after `timeout` seconds."""
+    with anyio.fail_after(timeout):
+        while not condition():  # noqa: ASYNC110 - no event to wait for: that is the point
+            await anyio.sleep(0.01)
+
+
+def holds_connection(pid: int, port: int, client_port: int) -> bool:
+    """Whether process `pid` has a file descriptor open on its TCP socket that serves
+    `port` to the loopback client at `client_port` (found by inode in /proc)."""
+    inodes = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if int(local.split(":")[1], 16) == port and int(remote.split(":")[1], 16) == client_port:
+            inodes.add(f"socket:[{inode}]")
+    return bool(inodes & _fd_targets(pid))
+
+
+def _fd_targets(pid: int) -> set[str]:
+    targets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed since the listing
+            targets.add(os.readlink(fd))
+    return targets
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -522,7 +651,8 @@ def stop(process: subprocess.Popen[str], timeout: float = 10) -> None:
 
 
 async def wait_ready(process: subprocess.Popen[str]) -> None:
-    """Wait for uvicorn's own readiness line (needs LOG_LEVEL=INFO)."""
+    """Wait for uvicorn's own readiness line (needs LOG_LEVEL=INFO): the one it logs once
+    it listens, not "Application startup complete", which comes before."""
     assert process.stderr is not None
     with anyio.fail_after(30):
         # Not "Application startup complete": uvicorn logs that before it listens.

@@ -27,6 +27,7 @@ RefusalReason = Literal[
     "idle",  # no frame for IDLE_TIMEOUT (close 1000)
     "max_duration",  # MAX_SESSION_DURATION reached (close 1000)
     "handshake_timeout",  # a connection that never became a session
+    "connection_limit",  # MAX_CONNECTIONS open connections reached (HTTP 503)
 ]
 
 

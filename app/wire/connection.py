@@ -21,6 +21,8 @@ Frame = str | bytes
 
 # The close reason when a client stops answering the server's pings (uvicorn's own words).
 KEEPALIVE_TIMEOUT: Final = "keepalive ping timeout"
+# The close reason when the server cuts a client that stopped reading (app/edge/transport.py).
+SLOW_CLIENT: Final = "slow_client"
 
 # Closes the server made before the app saw anything (uvicorn's WebSocket layer), by code.
 _SERVER_CLOSES: Final = {
@@ -34,6 +36,8 @@ def disconnect_reason(code: int, reason: str = "") -> str:
     """What the session logs for a close it did not make."""
     if code == status.WS_1011_INTERNAL_ERROR and reason == KEEPALIVE_TIMEOUT:
         return "keepalive_timeout"
+    if code == status.WS_1008_POLICY_VIOLATION and reason == SLOW_CLIENT:
+        return SLOW_CLIENT
     return _SERVER_CLOSES.get(code, "client_disconnect")
 
 

@@ -18,7 +18,7 @@ from httpx_ws import WebSocketUpgradeError
 from starlette.applications import Starlette
 
 from app.config import Settings
-from app.serving import websocket_options
+from app.serving import server_options
 from tests.support import (
     ScriptedProvider,
     connect_ws,
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 def serve(app: Starlette, settings: Settings) -> AbstractAsyncContextManager[tuple[uvicorn.Server, int]]:
     # As `python -m app` serves it; log_config=None lets caplog see uvicorn's own lines.
-    return run_server(app, log_config=None, **websocket_options(settings))
+    return run_server(app, log_config=None, **server_options(settings))
 
 
 async def test_the_session_over_max_sessions_is_refused_with_503_before_any_model(

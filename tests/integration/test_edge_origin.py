@@ -12,7 +12,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app.serving import websocket_options
+from app.serving import server_options
 from tests.support import ScriptedProvider, connect_ws, handshake, run_server, start
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -95,7 +95,7 @@ async def test_the_client_address_comes_from_trusted_proxies_only(
     logged: str,
 ) -> None:
     app = app_factory(scripted, forwarded_allow_ips=trusted)
-    async with run_server(app, **websocket_options(app.state.context.settings)) as (_, port):
+    async with run_server(app, **server_options(app.state.context.settings)) as (_, port):
         with uvicorn_log(caplog):
             response = await answer(
                 port, {"X-Forwarded-For": "203.0.113.9", "Origin": "https://evil.example"}

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
 from app.config import Settings
-from app.serving import websocket_options
+from app.serving import server_options
 from tests.support import (
     TOOLS_DIR,
     ScriptedProvider,
@@ -90,7 +90,7 @@ async def test_a_client_that_stops_answering_pings_is_closed_as_keepalive_timeou
     settings = Settings(tools_dir=TOOLS_DIR, ws_ping_interval=0.2, ws_ping_timeout=0.2)
     app = app_factory(scripted, settings=settings)
     caplog.set_level(logging.INFO, logger="app.session")
-    async with run_server(app, **websocket_options(settings)) as (_, port):
+    async with run_server(app, **server_options(settings)) as (_, port):
         # A raw client: it completes the handshake, then never reads, so no pong is sent.
         stream = await anyio.connect_tcp("127.0.0.1", port)
         async with stream:
