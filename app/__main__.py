@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         # Every level is set in log_config: uvicorn's log_level would put its own loggers,
         # and so websockets' frame and header lines, at DEBUG.
         log_level=None,
-        log_config=uvicorn_log_config(settings.log_level, settings.debug_loggers),
+        log_config=uvicorn_log_config(settings.log_level, settings.debug_loggers, settings.log_format),
         **server_options(settings),
     )
     return 0

@@ -29,6 +29,7 @@ MODEL_SAMPLE_RATES = (8000, 16000, 24000)
 # Rates a client may use; the session resamples between these and the model's.
 CLIENT_SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 # MAX_MESSAGE_BYTES bounds: at least a 100 ms audio frame at the highest client rate as
 # base64 JSON (48 kHz: 9600 bytes, 12800 in base64); at most uvicorn's own default, as
 # every connection may buffer one frame of this size.
@@ -204,6 +205,15 @@ class Settings:
         are redacted except input_sample_rate, output_sample_rate and audio.
         """,
         section="Server",
+    )
+    log_format: str = setting(
+        "text",
+        parsers.choice(LOG_FORMATS, str.lower),
+        """
+        text | json. json: one JSON object a line (time, level, logger, session_id, message and
+        fields such as reason, code, principal, duration_s; a traceback as exc), uvicorn's lines
+        too. Tracing is set by the standard OTEL_* variables, not here (README, Observability).
+        """,
     )
     debug_loggers: tuple[str, ...] = setting(
         (),

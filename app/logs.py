@@ -7,13 +7,18 @@ made anywhere in a session, by our code or a library's, can be stamped with it.
 No audio, user text or secrets: uvicorn's access lines carry the query string (which may
 hold a token), so its values are redacted; libraries that log frames, payloads or headers
 below WARNING stay at WARNING whatever LOG_LEVEL is, unless named in DEBUG_LOGGERS.
+
+LOG_FORMAT=json writes the same records as one JSON object a line (`JsonFormatter`), for
+log pipelines that index fields: what a call passes in `extra={...}` becomes fields.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
+import time
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -53,6 +58,49 @@ class SessionFormatter(logging.Formatter):
         if not hasattr(record, "session_id"):
             record.session_id = session_id_var.get()
         return super().format(record)
+
+
+# Attributes every record has; any other attribute came from a call's `extra={...}`.
+# uvicorn passes `color_message` (its message with terminal colours) that way.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "session_id",
+    "color_message",
+}
+# The arguments of uvicorn's access line, `'%s - "%s %s HTTP/%s" %d'`, as fields.
+_ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (ISO 8601, UTC, ms), level, logger, session_id (in a
+    session), message, the call's `extra` fields, and `exc` (the traceback, newlines
+    escaped). ASCII only, so a line stays one valid line whatever the stream's encoding."""
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None, **kwargs: Any) -> None:
+        super().__init__()
+
+    def format(self, record: logging.LogRecord) -> str:
+        seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line: dict[str, Any] = {
+            "time": f"{seconds}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        session_id = getattr(record, "session_id", None) or session_id_var.get()
+        if session_id != "-":
+            line["session_id"] = session_id
+        line["message"] = record.getMessage()
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+            line.update(zip(_ACCESS_FIELDS, record.args, strict=True))
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES:
+                line.setdefault(key, value)
+        if record.exc_info:
+            line["exc"] = record.exc_text or self.formatException(record.exc_info)
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line, default=str)
 
 
 # Loggers that print frames, request bodies, user text or headers below WARNING: httpx
@@ -137,9 +185,12 @@ class ClientFaults(logging.Filter):
         return logging.getLogger(record.name).isEnabledFor(logging.INFO)
 
 
-def uvicorn_log_config(level: str = "INFO", debug_loggers: Sequence[str] = ()) -> dict[str, Any]:
+def uvicorn_log_config(
+    level: str = "INFO", debug_loggers: Sequence[str] = (), log_format: str = "text"
+) -> dict[str, Any]:
     """uvicorn's logging config with our format and filters; `level` is LOG_LEVEL for our
-    own loggers, `debug_loggers` the DEBUG_LOGGERS that may go below their floor."""
+    own loggers, `debug_loggers` the DEBUG_LOGGERS that may go below their floor,
+    `log_format` LOG_FORMAT (json: uvicorn's access lines too)."""
 
     def asked(name: str) -> bool:
         return any(name == wanted or name.startswith(f"{wanted}.") for wanted in debug_loggers)
@@ -149,6 +200,9 @@ def uvicorn_log_config(level: str = "INFO", debug_loggers: Sequence[str] = ()) -
 
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["formatters"]["default"] = {"()": "app.logs.SessionFormatter"}
+    if log_format == "json":
+        for name in ("default", "access"):
+            config["formatters"][name] = {"()": "app.logs.JsonFormatter"}
     config["filters"] = {
         "redact_query": {"()": "app.logs.RedactQuery"},
         "client_faults": {"()": "app.logs.ClientFaults"},
@@ -165,4 +219,7 @@ def uvicorn_log_config(level: str = "INFO", debug_loggers: Sequence[str] = ()) -
         loggers[name] = logger("DEBUG" if asked(name) else "WARNING")
     for name in debug_loggers:
         loggers.setdefault(name, logger("DEBUG"))["level"] = "DEBUG"
+    # Every other logger's warnings (asyncio's, OpenTelemetry's exporter, a plugin's) in the
+    # same format, rather than bare lines from logging's last-resort handler.
+    config["root"] = {"handlers": ["default"], "level": "WARNING"}
     return config

@@ -38,6 +38,7 @@ from app.plugins import ToolServices, load_tools
 from app.registry import SessionRegistry
 from app.session import Session, SessionContext
 from app.timed_tool import TimedTool
+from app.tracing import configure_tracing, flush_tracing
 from app.workers import ProcessWorkers
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -52,6 +53,7 @@ def create_app(
 ) -> Starlette:
     settings = settings or load_settings()
     install_record_factory()
+    configure_tracing()  # only when the OTEL_* environment asks for it (app/tracing.py)
     http = httpx.AsyncClient(transport=http_transport, timeout=settings.tool_http_timeout)
     offered = tools if tools is not None else load_tools(settings.tools_dir)
     context = SessionContext(
@@ -119,6 +121,7 @@ def create_app(
         finally:
             await context.services.aclose()
             context.provider.close()
+            await flush_tracing()
 
     app = Starlette(
         routes=[

@@ -46,6 +46,7 @@ from app.logs import session_id_var
 from app.models import ModelProvider
 from app.plugins import SERVICES_KEY, ToolServices
 from app.registry import SessionRegistry
+from app.tracing import start_session_trace
 from app.wire import outbound as out
 from app.wire.connection import SLOW_CLIENT, ClientConnection, ClientGone
 from app.wire.encoder import OutputEncoder
@@ -117,6 +118,7 @@ class Session:
         registry = self.context.registry
         registry.add(self.id)
         token = session_id_var.set(self.id)  # inherited by every task the session starts
+        trace = start_session_trace(self.id)  # a no-op unless tracing is configured
         started = time.monotonic()
         try:
             await self.client.accept(self.admitted.subprotocol)
@@ -125,12 +127,16 @@ class Session:
             self.admitted.release()  # on every path; normally already done by _close
             registry.discard(self.id)
             outcome = self.outcome
+            reason, code = (outcome.reason, outcome.close_code) if outcome else ("unknown", None)
+            duration = time.monotonic() - started
             logger.info(
                 "session closed: reason=%s code=%s after %.1fs",
-                outcome.reason if outcome else "unknown",
-                outcome.close_code if outcome else "-",
-                time.monotonic() - started,
+                reason,
+                "-" if code is None else code,
+                duration,
+                extra={"reason": reason, "code": code, "duration_s": round(duration, 3)},
             )
+            trace.end(reason, code)
             session_id_var.reset(token)
 
     async def _serve(self) -> None:
@@ -181,6 +187,12 @@ class Session:
             options.output_sample_rate,
             options.audio,
             self.admitted.principal or "-",
+            extra={
+                "provider": self.context.provider.name,
+                "model": model.model_id,
+                "principal": self.admitted.principal,
+                "audio": options.audio,
+            },
         )
         try:
             await agent.start(invocation_state={SERVICES_KEY: self.context.services, "session_id": self.id})

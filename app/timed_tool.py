@@ -9,11 +9,15 @@ Cancelling reaches an `async` tool at its next `await`. A plain `def` tool runs 
 thread that cannot be stopped: the model gets the error result on time, but the thread
 runs on to its end. Work that may run long on the CPU belongs in `ProcessWorkers`, whose
 processes are killed when their call is cancelled.
+
+A tool that raises gets the error result strands would give it ("Error: <message>"), but
+its message is not logged above DEBUG (see `_failed`).
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 import anyio
@@ -55,6 +59,7 @@ class TimedTool(AgentTool):
     ) -> ToolGenerator:
         events = self.tool.stream(tool_use, invocation_state, **kwargs)
         deadline = anyio.current_time() + self.timeout
+        failure: Exception | None = None
         try:
             while True:
                 # The deadline covers only the inner tool's own steps; nothing is yielded
@@ -64,11 +69,17 @@ class TimedTool(AgentTool):
                         event = await anext(events)
                     except StopAsyncIteration:
                         return
+                    except Exception as exc:  # raised rather than returned as an error result
+                        failure = exc
+                        break
                 if scope.cancel_called:
                     break
                 yield event
         finally:
             await events.aclose()
+        if failure is not None:
+            yield self._failed(tool_use, failure)
+            return
         logger.warning("tool %s timed out after %gs", self.tool_name, self.timeout)
         message = f"{self.tool_name} timed out after {self.timeout:g} seconds"
         yield ToolResultEvent(
@@ -78,4 +89,25 @@ class TimedTool(AgentTool):
                 "content": [{"text": f"Error: {message}"}],
             },
             exception=TimeoutError(message),
+        )
+
+    def _failed(self, tool_use: ToolUse, exc: Exception) -> ToolResultEvent:
+        # What strands does with a tool's exception, except its log line: strands logs the
+        # message at ERROR, and a tool's message often quotes its input, the user's words.
+        # The ERROR line says where it was raised; the message is logged at DEBUG only.
+        frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+        logger.error(
+            "tool %s raised %s (its message is logged at DEBUG)\n%s",
+            self.tool_name,
+            type(exc).__name__,
+            frames.rstrip(),
+        )
+        logger.debug("tool %s raised", self.tool_name, exc_info=exc)
+        return ToolResultEvent(
+            {
+                "toolUseId": str(tool_use.get("toolUseId")),
+                "status": "error",
+                "content": [{"text": f"Error: {exc}"}],
+            },
+            exception=exc,
         )

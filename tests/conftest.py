@@ -29,6 +29,16 @@ def _no_cloud_credentials(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_tracing_env() -> Iterator[None]:
+    """No test exports spans to a collector the developer's shell points at (app/tracing.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("OTEL_"):
+                patch.delenv(name)
+        yield
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -639,6 +639,28 @@ def serve_subprocess(env: dict[str, str], *, stdout: int | None = None) -> Itera
             stop(process)
 
 
+@asynccontextmanager
+async def logged_server(env: dict[str, str], lines: list[str]) -> AsyncIterator[subprocess.Popen[str]]:
+    """`serve_subprocess(env)`, ready to serve (needs LOG_LEVEL=INFO or DEBUG); every line
+    it writes, uvicorn's access lines (its stdout) included, is appended to `lines`, and
+    all of them are there once the block has ended (the process is stopped then)."""
+    with serve_subprocess(env, stdout=subprocess.PIPE) as process:
+        assert process.stderr is not None
+        assert process.stdout is not None
+        ready = anyio.Event()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(collect_output, process.stderr, lines, ready)
+            tasks.start_soon(collect_output, process.stdout, lines)
+            try:
+                with anyio.fail_after(30):
+                    await ready.wait()
+                yield process
+            finally:
+                # Then the readers see the end of its output. In a thread: while it stops,
+                # the process may still call servers on this event loop (a collector).
+                await anyio.to_thread.run_sync(stop, process)
+
+
 def stop(process: subprocess.Popen[str], timeout: float = 10) -> None:
     """Ask `process` to stop; kill it if it has not within `timeout`. Either way it is
     reaped: no zombie, and no server left holding a port while later tests run."""

@@ -50,4 +50,6 @@ class Refusals:
         self._last_logged[reason] = now
         skipped = self._unlogged.pop(reason, 0)
         more = f" ({skipped} more since the last line)" if skipped else ""
-        logger.warning("refused: reason=%s %s%s", reason, detail, more)
+        logger.warning(
+            "refused: reason=%s %s%s", reason, detail, more, extra={"reason": reason, "unlogged": skipped}
+        )

@@ -6,22 +6,18 @@ the page is loaded with a token in its URL."""
 from __future__ import annotations
 
 import json
-import subprocess
 
-import anyio
 import httpx
 import pytest
 
 from tests.identity_provider import AUDIENCE, ISSUER, IdentityProvider
 from tests.support import (
-    collect_output,
     connect_ws,
     free_port,
     handshake,
+    logged_server,
     run_server,
-    serve_subprocess,
     start,
-    stop,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -46,32 +42,23 @@ async def test_no_log_line_holds_a_token() -> None:
             "AUTH_AUDIENCE": AUDIENCE,
             "AUTH_ISSUER": ISSUER,
         }
-        with serve_subprocess(env, stdout=subprocess.PIPE) as process:
-            assert process.stderr is not None
-            assert process.stdout is not None
-            ready = anyio.Event()
-            async with anyio.create_task_group() as tasks, httpx.AsyncClient() as client:
-                tasks.start_soon(collect_output, process.stderr, lines, ready)
-                tasks.start_soon(collect_output, process.stdout, lines)
-                with anyio.fail_after(30):
-                    await ready.wait()
-                page = await client.get(f"http://127.0.0.1:{port}/?token={KEY}")
-                assert page.status_code == 200
-                base = f"ws://127.0.0.1:{port}/ws"
-                for secret in (KEY, token):
-                    for url, options in (
-                        (base, {"headers": {"Authorization": f"Bearer {secret}"}}),
-                        (base, {"subprotocols": ["bearer", secret]}),
-                        (f"{base}?audio=binary&token={secret}", {}),
-                    ):
-                        async with connect_ws(url, client, **options) as ws:
-                            await start(ws)
-                            await ws.send_text(json.dumps({"type": "end"}))
-                for wrong, status in ((WRONG_KEY, 401), (expired, 401), (None, 401)):
-                    query = f"?token={wrong}" if wrong else ""
-                    answer = await handshake(client, f"http://127.0.0.1:{port}/ws{query}")
-                    assert answer.status_code == status
-                stop(process)  # then the reader sees the end of its output
+        async with logged_server(env, lines), httpx.AsyncClient() as client:
+            page = await client.get(f"http://127.0.0.1:{port}/?token={KEY}")
+            assert page.status_code == 200
+            base = f"ws://127.0.0.1:{port}/ws"
+            for secret in (KEY, token):
+                for url, options in (
+                    (base, {"headers": {"Authorization": f"Bearer {secret}"}}),
+                    (base, {"subprotocols": ["bearer", secret]}),
+                    (f"{base}?audio=binary&token={secret}", {}),
+                ):
+                    async with connect_ws(url, client, **options) as ws:
+                        await start(ws)
+                        await ws.send_text(json.dumps({"type": "end"}))
+            for wrong, status in ((WRONG_KEY, 401), (expired, 401), (None, 401)):
+                query = f"?token={wrong}" if wrong else ""
+                answer = await handshake(client, f"http://127.0.0.1:{port}/ws{query}")
+                assert answer.status_code == status
     output = "".join(lines)
     for secret in (KEY, WRONG_KEY, token, expired):
         assert secret not in output

@@ -1,10 +1,21 @@
 from __future__ import annotations
 
+import json
 import logging
+import re
+import sys
 
 import pytest
 
-from app.logs import ClientFaults, RedactQuery, redact_query, uvicorn_log_config
+from app.logs import (
+    ClientFaults,
+    JsonFormatter,
+    RedactQuery,
+    install_record_factory,
+    redact_query,
+    session_id_var,
+    uvicorn_log_config,
+)
 
 
 @pytest.mark.parametrize(
@@ -38,13 +49,15 @@ def record(
     return logging.LogRecord(name, level, __file__, 1, msg, args, exc_info)
 
 
-def test_access_and_accepted_lines_lose_query_values() -> None:
-    access = record(
-        "uvicorn.access",
-        logging.INFO,
-        '%s - "%s %s HTTP/%s" %d',
-        ("127.0.0.1:5", "GET", "/health?api_key=SECRET", "1.1", 200),
+def access_record(path: str) -> logging.LogRecord:
+    """uvicorn's access line for a GET of `path`, as uvicorn makes it."""
+    return record(
+        "uvicorn.access", logging.INFO, '%s - "%s %s HTTP/%s" %d', ("127.0.0.1:5", "GET", path, "1.1", 200)
     )
+
+
+def test_access_and_accepted_lines_lose_query_values() -> None:
+    access = access_record("/health?api_key=SECRET")
     accepted = record(
         "uvicorn.error",
         logging.INFO,
@@ -87,3 +100,64 @@ def test_debug_keeps_frame_and_header_loggers_quiet_unless_asked() -> None:
     assert asked["strands.bidi"]["level"] == "DEBUG"
     assert asked["strands"]["level"] == "WARNING"
     assert uvicorn_log_config("WARNING")["loggers"]["uvicorn.error"]["level"] == "WARNING"
+
+
+def test_json_lines_carry_the_session_fields_and_a_one_line_traceback() -> None:
+    install_record_factory()
+    token = session_id_var.set("s-42")
+    try:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            item = logging.getLogger("app.session").makeRecord(
+                "app.session",
+                logging.ERROR,
+                __file__,
+                1,
+                "session closed: reason=%s",
+                ("model_error",),
+                sys.exc_info(),
+                extra={"reason": "model_error", "code": 1011, "duration_s": 1.5},
+            )
+    finally:
+        session_id_var.reset(token)
+    line = JsonFormatter().format(item)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", parsed.pop("time"))
+    exc = parsed.pop("exc")
+    assert exc.startswith("Traceback")
+    assert exc.endswith("ValueError: boom")
+    assert parsed == {
+        "level": "ERROR",
+        "logger": "app.session",
+        "session_id": "s-42",
+        "message": "session closed: reason=model_error",
+        "reason": "model_error",
+        "code": 1011,
+        "duration_s": 1.5,
+    }
+
+
+def test_json_access_lines_are_fields_with_the_query_redacted() -> None:
+    access = access_record("/health?api_key=SECRET")
+    assert RedactQuery().filter(access)
+    parsed = json.loads(JsonFormatter().format(access))
+    assert "session_id" not in parsed  # outside a session
+    assert {k: parsed[k] for k in ("client", "method", "path", "http_version", "status")} == {
+        "client": "127.0.0.1:5",
+        "method": "GET",
+        "path": "/health?api_key=[redacted]",
+        "http_version": "1.1",
+        "status": 200,
+    }
+
+
+def test_log_format_picks_the_formatter_of_every_handler() -> None:
+    text = uvicorn_log_config("INFO")
+    assert text["formatters"]["default"] == {"()": "app.logs.SessionFormatter"}
+    json_config = uvicorn_log_config("INFO", (), "json")
+    for name in ("default", "access"):
+        assert json_config["formatters"][name] == {"()": "app.logs.JsonFormatter"}
+    # Loggers not named in the config (asyncio, OpenTelemetry's exporter, a plugin's) too.
+    assert json_config["root"] == {"handlers": ["default"], "level": "WARNING"}

@@ -285,12 +285,28 @@ async def test_bedrock_shaped_stream() -> None:
     assert [signal.is_set() for signal in model.cancel_signals] == [True]
 
 
-@pytest.mark.parametrize("arguments", ['{"location": "Par', "[1, 2]"], ids=["truncated", "not-an-object"])
-async def test_bad_tool_input_is_a_clear_error(arguments: str) -> None:
-    model = ScriptedTextModel(tool_block(0, "t1", "weather", arguments))
+# What the user said, as a model quotes it in a tool's input.
+USER_WORDS = "12 Quillfeather Lane"
 
-    with pytest.raises(ValueError, match=r"tool 'weather' \(t1\)"):
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "expected"),
+    [
+        ("weather", f'{{"location": "{USER_WORDS}', r"tool 'weather' \(t1\): the model sent invalid JSON"),
+        ("weather", f'["{USER_WORDS}"]', r"tool 'weather' \(t1\): the model sent input that is not"),
+        ("", f'{{"location": "{USER_WORDS}"}}', r"a tool use without an id or name \(id 't1', name ''\)"),
+    ],
+    ids=["truncated", "not-an-object", "no-name"],
+)
+async def test_bad_tool_input_is_a_clear_error_without_the_input(
+    name: str, arguments: str, expected: str
+) -> None:
+    model = ScriptedTextModel(tool_block(0, "t1", name, arguments))
+
+    with pytest.raises(ValueError, match=expected) as caught:
         await collect(TextModelBrain(model).respond(user("weather?"), [WEATHER_SPEC], None))
+    # The message is logged (the session's "model failed" line): no user words in it.
+    assert USER_WORDS not in str(caught.value)
 
 
 async def test_abandoned_turn_closes_the_model_stream() -> None:

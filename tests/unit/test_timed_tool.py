@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import AsyncGenerator
@@ -11,7 +12,7 @@ import anyio
 import pytest
 from strands import tool
 from strands.types.events import ToolResultEvent
-from strands.types.tools import AgentTool, ToolUse
+from strands.types.tools import AgentTool, ToolGenerator, ToolSpec, ToolUse
 
 from app.timed_tool import TimedTool
 
@@ -96,3 +97,49 @@ async def test_a_sync_tool_past_its_deadline_gets_an_error_result_on_time() -> N
     assert not finished.is_set()
     release.set()
     assert await anyio.to_thread.run_sync(finished.wait, 5)
+
+
+class Raising(AgentTool):
+    """A tool that fails by raising, its input in the message, as many plugins do: here
+    after a first event, so the error result also follows what was already passed on."""
+
+    @property
+    def tool_name(self) -> str:
+        return "lookup"
+
+    @property
+    def tool_spec(self) -> ToolSpec:
+        return {"name": "lookup", "description": "Looks a phrase up.", "inputSchema": {"json": {}}}
+
+    @property
+    def tool_type(self) -> str:
+        return "python"
+
+    async def stream(
+        self, tool_use: ToolUse, invocation_state: dict[str, Any], **kwargs: Any
+    ) -> ToolGenerator:
+        yield "looking it up"
+        raise LookupError(f"nothing found for {tool_use['input']['phrase']}")
+
+
+async def test_a_raising_tool_gets_an_error_result_and_its_message_stays_out_of_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="app.timed_tool")
+    events = await run(TimedTool(Raising(), 5.0), {"phrase": "Aunt Quillfeather's address"})
+    assert events[0] == "looking it up"
+    assert events[-1].tool_result == {
+        "toolUseId": "t-1",
+        "status": "error",
+        "content": [{"text": "Error: nothing found for Aunt Quillfeather's address"}],
+    }
+    assert isinstance(events[-1].exception, LookupError)
+    [error] = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert error.levelno == logging.ERROR
+    assert error.getMessage().startswith("tool lookup raised LookupError")
+    assert __file__ in error.getMessage()  # where it was raised
+    assert error.exc_info is None
+    assert "Quillfeather" not in error.getMessage()
+    [debug] = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    assert debug.exc_info is not None
+    assert "Quillfeather" in str(debug.exc_info[1])

@@ -54,17 +54,17 @@ class _PendingToolUse:
     def finish(self) -> CallTool:
         if not self.input_json.strip():
             return CallTool(self.tool_use_id, self.name, {})
+        # The messages leave the input out: it often quotes the user, and they are logged.
         try:
             parsed = json.loads(self.input_json)
         except json.JSONDecodeError as error:
             raise ValueError(
                 f"tool {self.name!r} ({self.tool_use_id}): the model sent invalid JSON input "
-                f"{self.input_json!r}: {error}"
+                f"({len(self.input_json)} characters): {error}"
             ) from error
         if not isinstance(parsed, dict):
             raise ValueError(
-                f"tool {self.name!r} ({self.tool_use_id}): the model sent input that is not "
-                f"a JSON object: {self.input_json!r}"
+                f"tool {self.name!r} ({self.tool_use_id}): the model sent input that is not a JSON object"
             )
         return CallTool(self.tool_use_id, self.name, parsed)
 
@@ -136,7 +136,10 @@ def _convert(event: StreamEvent, pending: dict[int | None, _PendingToolUse]) -> 
         if finished is None:
             return []  # a text or reasoning block
         if not finished.tool_use_id or not finished.name:
-            raise ValueError(f"the model sent a tool use without an id or name: {finished!r}")
+            raise ValueError(
+                f"the model sent a tool use without an id or name (id {finished.tool_use_id!r}, "
+                f"name {finished.name!r})"
+            )
         return [finished.finish()]
 
     return []  # messageStart, messageStop, metadata, redactContent
