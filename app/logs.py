@@ -168,13 +168,20 @@ class RedactQuery(logging.Filter):
 
 
 class ClientFaults(logging.Filter):
-    """On uvicorn.error: uvicorn logs a text frame that is not valid UTF-8 as an ERROR with
-    a traceback, though it is the client's doing and handled (close 1007). Any client can
-    send one, so it must not page an operator: it becomes one INFO line."""
+    """On uvicorn.error: what clients cause, logged as what it is. uvicorn logs a text frame
+    that is not valid UTF-8 as an ERROR with a traceback, though it is the client's doing
+    and handled (close 1007). Any client can send one, so it must not page an operator: it
+    becomes one INFO line. A refused handshake's own line is dropped (see REFUSED)."""
 
     MESSAGES = frozenset({"Invalid UTF-8 sequence received from client."})
+    # websockets' line for every handshake the gate refused: app.edge.refusals already logs
+    # each refusal with its reason (a flood as one line a second), and uvicorn's access log
+    # has the request and status; a third line per refused client is noise an attacker sets.
+    REFUSED = "connection rejected (%d %s)"
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.REFUSED:
+            return False
         if record.levelno <= logging.INFO or not isinstance(record.msg, str):
             return True
         if record.msg not in self.MESSAGES:

@@ -134,6 +134,8 @@ async def test_json_log_lines_are_structured_and_hold_no_token_or_user_words(tmp
     refusal = one("app.edge.refusals", "refused: reason=unauthorized")
     assert (refusal["level"], refusal["reason"]) == ("WARNING", "unauthorized")
     assert "session_id" not in refusal  # not in a session
+    # The refusal's line is the edge's; websockets' own line for it is dropped.
+    assert not [r for r in records if r["message"].startswith("connection rejected")]
     access = one("uvicorn.access", "127.0.0.1")
     assert (access["method"], access["path"], access["status"]) == ("GET", "/health?token=[redacted]", 200)
     accepted = [r for r in records if r["message"].endswith('"WebSocket /ws?token=[redacted]" [accepted]')]

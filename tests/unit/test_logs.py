@@ -161,3 +161,11 @@ def test_log_format_picks_the_formatter_of_every_handler() -> None:
         assert json_config["formatters"][name] == {"()": "app.logs.JsonFormatter"}
     # Loggers not named in the config (asyncio, OpenTelemetry's exporter, a plugin's) too.
     assert json_config["root"] == {"handlers": ["default"], "level": "WARNING"}
+
+
+def test_websockets_line_for_a_refused_handshake_is_dropped() -> None:
+    # The edge logs each refusal (throttled) and the access log has the status.
+    refused = record("uvicorn.error", logging.INFO, "connection rejected (%d %s)", (503, "Unavailable"))
+    opened = record("uvicorn.error", logging.INFO, "connection open", ())
+    assert not ClientFaults().filter(refused)
+    assert ClientFaults().filter(opened)
