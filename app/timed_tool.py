@@ -4,6 +4,7 @@
 still running at the deadline is cancelled and the model gets an error result saying the
 tool timed out; the session goes on. The wrapper keeps the tool's name and spec and the
 strands stream contract: the inner tool's events pass through, the last is the result.
+It also reports how each call ended and how long it took (`voice_tool_calls_total`).
 
 Cancelling reaches an `async` tool at its next `await`. A plain `def` tool runs in a
 thread that cannot be stopped: the model gets the error result on time, but the thread
@@ -14,7 +15,8 @@ processes are killed when their call is cancelled.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import anyio
 from strands.types.events import ToolResultEvent
@@ -22,12 +24,18 @@ from strands.types.tools import AgentTool, ToolGenerator, ToolSpec, ToolUse
 
 logger = logging.getLogger(__name__)
 
+# How a call ended: the tool's own result (success or error), the deadline, or its session
+# stopping it. `observe(tool name, status, seconds)` hears of every call (app/metrics).
+ToolStatus = Literal["success", "error", "timeout", "cancelled"]
+ToolObserver = Callable[[str, ToolStatus, float], None]
+
 
 class TimedTool(AgentTool):
-    def __init__(self, tool: AgentTool, timeout: float) -> None:
+    def __init__(self, tool: AgentTool, timeout: float, observe: ToolObserver | None = None) -> None:
         super().__init__()
         self.tool = tool
         self.timeout = timeout
+        self._observe = observe if observe is not None else _unobserved
         if tool.is_dynamic:
             self.mark_dynamic()
 
@@ -55,6 +63,7 @@ class TimedTool(AgentTool):
     ) -> ToolGenerator:
         events = self.tool.stream(tool_use, invocation_state, **kwargs)
         deadline = anyio.current_time() + self.timeout
+        call = _Call(self.tool_name, self._observe)
         try:
             while True:
                 # The deadline covers only the inner tool's own steps; nothing is yielded
@@ -63,12 +72,20 @@ class TimedTool(AgentTool):
                     try:
                         event = await anext(events)
                     except StopAsyncIteration:
+                        call.ended("error")  # unless its result came: a tool ends with one
                         return
                 if scope.cancel_called:
+                    call.ended("timeout")
                     break
+                if isinstance(event, ToolResultEvent):  # strands stops reading at the result
+                    call.ended("success" if event.tool_result["status"] == "success" else "error")
                 yield event
+        except Exception:
+            call.ended("error")
+            raise
         finally:
             await events.aclose()
+            call.ended("cancelled")  # unless it ended above: its session stopped it
         logger.warning("tool %s timed out after %gs", self.tool_name, self.timeout)
         message = f"{self.tool_name} timed out after {self.timeout:g} seconds"
         yield ToolResultEvent(
@@ -79,3 +96,24 @@ class TimedTool(AgentTool):
             },
             exception=TimeoutError(message),
         )
+
+
+class _Call:
+    """One call, reported once: the first way it ended is the one that counts."""
+
+    __slots__ = ("_observe", "_reported", "_started", "_tool")
+
+    def __init__(self, tool: str, observe: ToolObserver) -> None:
+        self._tool = tool
+        self._observe = observe
+        self._started = anyio.current_time()
+        self._reported = False
+
+    def ended(self, status: ToolStatus) -> None:
+        if not self._reported:
+            self._reported = True
+            self._observe(self._tool, status, anyio.current_time() - self._started)
+
+
+def _unobserved(tool: str, status: ToolStatus, seconds: float) -> None:
+    """No one is counting (a `TimedTool` built outside an app)."""
