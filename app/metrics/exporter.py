@@ -162,7 +162,11 @@ class Listener(ThreadingMixIn, WSGIServer):
         self.allow_reuse_port = share_port
         super().__init__((host, port), _QuietHandler)
         self.set_app(app)
-        self._thread = threading.Thread(target=self.serve_forever, args=(0.1,), name="metrics-listener")
+        # Stopped by the lifespan; a daemon all the same, so that a process whose lifespan
+        # never ends (a forced exit) is not kept alive by its metrics.
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(0.1,), name="metrics-listener", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
