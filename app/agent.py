@@ -2,7 +2,7 @@
 
 Two strands hooks keep a long conversation within limits: history is trimmed to
 MAX_HISTORY_MESSAGES on every message added (strands keeps it without bound), and model
-connection restarts are spent from a `RestartBudget`.
+connection restarts are spent from a `RestartBudget`. A third counts the restarts made.
 """
 
 from __future__ import annotations
@@ -10,17 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from strands.bidi import BidiAgent
-from strands.bidi.hooks import BidiBeforeConnectionRestartEvent
+from strands.bidi.hooks import BidiAfterConnectionRestartEvent, BidiBeforeConnectionRestartEvent
 from strands.bidi.models import AudioCapable, BidiModel
 from strands.hooks import MessageAddedEvent
 from strands.types.tools import AgentTool
 
 from app.config import Settings
 from app.history import trim_history
+from app.metrics import Metrics
 from app.restarts import RestartBudget
 
 
-def build_agent(model: BidiModel, tools: Sequence[AgentTool], settings: Settings) -> BidiAgent:
+def build_agent(
+    model: BidiModel, tools: Sequence[AgentTool], settings: Settings, metrics: Metrics
+) -> BidiAgent:
     agent = BidiAgent(model=model, tools=list(tools), system_prompt=settings.system_prompt)
     limit = settings.max_history_messages
 
@@ -30,6 +33,7 @@ def build_agent(model: BidiModel, tools: Sequence[AgentTool], settings: Settings
     agent.add_hook(bound_history, MessageAddedEvent)
     budget = RestartBudget(settings.model_max_restarts, settings.model_restart_window)
     agent.add_hook(budget.spend, BidiBeforeConnectionRestartEvent)
+    agent.add_hook(metrics.model_restarted, BidiAfterConnectionRestartEvent)
     return agent
 
 

@@ -225,6 +225,23 @@ class Settings:
     )
     host: str = setting("127.0.0.1", parsers.non_empty, "Where `python -m app` (and `make run`) listens.")
     port: int = setting(8080, parsers.number(int, 0, 65535), SEE_ABOVE)
+    metrics_port: int = setting(
+        0,
+        parsers.number(int, 0, 65535),
+        """
+        Prometheus metrics, GET /metrics (the README's Metrics section lists them). 0: on PORT,
+        as public as /ws. Another port: on HOST:METRICS_PORT only, and PORT has no /metrics.
+        """,
+    )
+    prometheus_multiproc_dir: str = setting(
+        "",
+        parsers.stripped,
+        """
+        prometheus-client's multiprocess mode, for several worker processes: a directory, empty
+        when the server starts, where every process writes its metrics so that one scrape sums
+        them all. Set it in the process environment: prometheus-client reads it there, not in .env.
+        """,
+    )
     ws_ping_interval: float = setting(
         20.0,
         parsers.number(float, 0.1, 3600.0),
@@ -493,9 +510,17 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
             raise ConfigError(f"{key} cannot be set from the environment (no parser is defined for it)")
         values[f.name] = parser(key, raw)
     settings = Settings(**values)
+    _check_ports(settings)
     _check_limits(settings)
     _check_auth(settings)
     return settings
+
+
+def _check_ports(settings: Settings) -> None:
+    if settings.metrics_port and settings.metrics_port == settings.port:
+        raise ConfigError(
+            f"METRICS_PORT={settings.metrics_port} is PORT: set 0 to serve /metrics on PORT, or another port"
+        )
 
 
 def _check_limits(settings: Settings) -> None:

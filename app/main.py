@@ -1,5 +1,6 @@
-"""`create_app(settings)` builds the Starlette app: `/ws`, `/ping`, `/health`, and the
-voice page (static files from `app/static`) at `/`.
+"""`create_app(settings)` builds the Starlette app: `/ws`, `/ping`, `/health`, `/ready`,
+`/metrics` (unless METRICS_PORT serves them apart), and the voice page (static files from
+`app/static`) at `/`.
 
 No import-time side effects: settings, tools and the model provider are resolved when
 the app is built, so a bad setting or plugin fails there, with a message naming it.
@@ -33,6 +34,7 @@ from app.edge.origin import origin_check
 from app.edge.refusals import Refusals
 from app.edge.transport import LIMITS_KEY, TransportLimits
 from app.logs import install_record_factory
+from app.metrics import Exporter, Metrics
 from app.models import ModelProvider, provider_from_settings
 from app.plugins import ToolServices, load_tools
 from app.registry import SessionRegistry
@@ -56,13 +58,23 @@ def create_app(
     configure_tracing()  # only when the OTEL_* environment asks for it (app/tracing.py)
     http = httpx.AsyncClient(transport=http_transport, timeout=settings.tool_http_timeout)
     offered = tools if tools is not None else load_tools(settings.tools_dir)
+    metrics = Metrics()
     context = SessionContext(
         settings=settings,
         provider=provider or provider_from_settings(settings),
-        tools=tuple(TimedTool(tool, settings.tool_timeout) for tool in offered),
+        tools=tuple(TimedTool(tool, settings.tool_timeout, metrics.tool_called) for tool in offered),
         services=ToolServices(settings=settings, http=http, workers=ProcessWorkers(settings.tool_processes)),
         registry=SessionRegistry(),
         refusals=Refusals(),
+        metrics=metrics,
+    )
+    exporter = Exporter(
+        metrics,
+        context.registry,
+        context.refusals,
+        host=settings.host,
+        port=settings.metrics_port,
+        multiproc_dir=settings.prometheus_multiproc_dir,
     )
 
     capacity = Capacity(settings.max_sessions)
@@ -112,7 +124,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         try:
-            async with anyio.create_task_group() as tasks:
+            async with anyio.create_task_group() as tasks, exporter.running():
                 # In the background, so serving starts at once; the first tool call then
                 # finds a worker process ready.
                 tasks.start_soon(context.services.workers.prewarm)
@@ -129,6 +141,7 @@ def create_app(
             Route("/ping", ping),
             Route("/health", health),
             Route("/ready", ready),
+            *exporter.routes(),
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page"),
         ],
         lifespan=lifespan,

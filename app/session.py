@@ -43,6 +43,7 @@ from app.edge.refusals import Refusals
 from app.edge.timeouts import NOT_WAITING, Watchdog
 from app.errors import ModelError, ProtocolError, SessionError
 from app.logs import session_id_var
+from app.metrics import Metrics, TurnClock
 from app.models import ModelProvider
 from app.plugins import SERVICES_KEY, ToolServices
 from app.registry import SessionRegistry
@@ -94,6 +95,7 @@ class SessionContext:
     services: ToolServices
     registry: SessionRegistry
     refusals: Refusals
+    metrics: Metrics
 
 
 class Session:
@@ -103,7 +105,7 @@ class Session:
         self.admitted = admitted or Admitted()
         given = self.admitted.session_id  # AgentCore's; registered in serve() with no await between
         self.id = unique_session_id(given, context.registry) if given else uuid.uuid4().hex
-        self.client = ClientConnection(websocket)
+        self.client = ClientConnection(websocket, context.metrics)
         self.context = context
         self.outcome: Outcome | None = None
         limits = context.settings
@@ -115,8 +117,9 @@ class Session:
     # lifecycle -------------------------------------------------------------
 
     async def serve(self) -> None:
-        registry = self.context.registry
+        registry, metrics = self.context.registry, self.context.metrics
         registry.add(self.id)
+        metrics.session_started()
         token = session_id_var.set(self.id)  # inherited by every task the session starts
         trace = start_session_trace(self.id)  # a no-op unless tracing is configured
         started = time.monotonic()
@@ -129,6 +132,7 @@ class Session:
             outcome = self.outcome
             reason, code = (outcome.reason, outcome.close_code) if outcome else ("unknown", None)
             duration = time.monotonic() - started
+            metrics.session_ended(outcome.reason if outcome else None, duration)
             logger.info(
                 "session closed: reason=%s code=%s after %.1fs",
                 reason,
@@ -153,7 +157,7 @@ class Session:
         except ProtocolError as exc:
             await self._close(Outcome(exc.code, exc.close_code, exc))
             return
-        agent = build_agent(model, self.context.tools, settings)
+        agent = build_agent(model, self.context.tools, settings, self.context.metrics)
         try:
             await self._converse(agent, options, input_rate)
         except Exception:
@@ -206,13 +210,15 @@ class Session:
         settings = self.context.settings
         parser = Parser(options.input_sample_rate, settings.max_message_bytes, settings.max_text_chars)
         limits = InputLimits.for_session(settings, options.input_sample_rate)
-        encoder = OutputEncoder(options.output_sample_rate, options.audio)
+        metrics = self.context.metrics
+        turns = metrics.turn_clock()
+        encoder = OutputEncoder(options.output_sample_rate, options.audio, metrics.traffic, turns)
         resampler = Resampler(options.input_sample_rate, model_input_rate)
         async with anyio.create_task_group() as tasks:
             self._cancel_scope = tasks.cancel_scope
             tasks.start_soon(self._read, parser, limits, name="session:reader")
             tasks.start_soon(self._pump_audio, agent, resampler, name="session:audio-pump")
-            tasks.start_soon(self._pump_text, agent, name="session:text-pump")
+            tasks.start_soon(self._pump_text, agent, turns, name="session:text-pump")
             tasks.start_soon(self._relay, agent, encoder, name="session:relay")
             if self._watchdog.enabled:
                 tasks.start_soon(self._watch, name="session:watchdog")
@@ -274,6 +280,7 @@ class Session:
         receive, send, warn = self.client.receive, self.client.send, self.client.send_message
         audio, text = self._audio, self._text
         audio_limit, text_limit, watchdog = limits.audio, limits.text, self._watchdog
+        traffic, seconds_per_byte = self.context.metrics.traffic, 0.5 / parser.input_sample_rate  # PCM16
         while True:
             watchdog.waiting_since = time.monotonic()
             data = await receive()
@@ -294,6 +301,7 @@ class Session:
                 await text_limit.pace(wait, warn)
             match message:
                 case AudioIn(pcm=pcm):
+                    traffic.audio_in += len(pcm) * seconds_per_byte
                     await self._enqueue(audio, pcm)
                 case TextIn(text=user_text):
                     await self._enqueue(text, user_text)
@@ -347,11 +355,12 @@ class Session:
             finally:
                 queue.task_done()
 
-    async def _pump_text(self, agent: BidiAgent) -> None:
+    async def _pump_text(self, agent: BidiAgent, turns: TurnClock) -> None:
         queue = self._text
         while True:
             text = await queue.get()
             try:
+                turns.user_turn_ended()  # its answer is due from now (before: a model may answer within send)
                 await self._to_model(agent, text)
             finally:
                 queue.task_done()

@@ -4,6 +4,7 @@
 still running at the deadline is cancelled and the model gets an error result saying the
 tool timed out; the session goes on. The wrapper keeps the tool's name and spec and the
 strands stream contract: the inner tool's events pass through, the last is the result.
+It also reports how each call ended and how long it took (`voice_tool_calls_total`).
 
 Cancelling reaches an `async` tool at its next `await`. A plain `def` tool runs in a
 thread that cannot be stopped: the model gets the error result on time, but the thread
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import anyio
 from strands.types.events import ToolResultEvent
@@ -26,12 +28,18 @@ from strands.types.tools import AgentTool, ToolGenerator, ToolSpec, ToolUse
 
 logger = logging.getLogger(__name__)
 
+# How a call ended: the tool's own result (success or error), the deadline, or its session
+# stopping it. `observe(tool name, status, seconds)` hears of every call (app/metrics).
+ToolStatus = Literal["success", "error", "timeout", "cancelled"]
+ToolObserver = Callable[[str, ToolStatus, float], None]
+
 
 class TimedTool(AgentTool):
-    def __init__(self, tool: AgentTool, timeout: float) -> None:
+    def __init__(self, tool: AgentTool, timeout: float, observe: ToolObserver | None = None) -> None:
         super().__init__()
         self.tool = tool
         self.timeout = timeout
+        self._observe = observe if observe is not None else _unobserved
         if tool.is_dynamic:
             self.mark_dynamic()
 
@@ -59,6 +67,7 @@ class TimedTool(AgentTool):
     ) -> ToolGenerator:
         events = self.tool.stream(tool_use, invocation_state, **kwargs)
         deadline = anyio.current_time() + self.timeout
+        call = _Call(self.tool_name, self._observe)
         failure: Exception | None = None
         try:
             while True:
@@ -68,15 +77,24 @@ class TimedTool(AgentTool):
                     try:
                         event = await anext(events)
                     except StopAsyncIteration:
+                        call.ended("error")  # unless its result came: a tool ends with one
                         return
                     except Exception as exc:  # raised rather than returned as an error result
                         failure = exc
+                        call.ended("error")
                         break
                 if scope.cancel_called:
+                    call.ended("timeout")
                     break
+                if isinstance(event, ToolResultEvent):  # strands stops reading at the result
+                    call.ended("success" if event.tool_result["status"] == "success" else "error")
                 yield event
+        except Exception:
+            call.ended("error")
+            raise
         finally:
             await events.aclose()
+            call.ended("cancelled")  # unless it ended above: its session stopped it
         if failure is not None:
             yield self._failed(tool_use, failure)
             return
@@ -111,3 +129,24 @@ class TimedTool(AgentTool):
             },
             exception=exc,
         )
+
+
+class _Call:
+    """One call, reported once: the first way it ended is the one that counts."""
+
+    __slots__ = ("_observe", "_reported", "_started", "_tool")
+
+    def __init__(self, tool: str, observe: ToolObserver) -> None:
+        self._tool = tool
+        self._observe = observe
+        self._started = anyio.current_time()
+        self._reported = False
+
+    def ended(self, status: ToolStatus) -> None:
+        if not self._reported:
+            self._reported = True
+            self._observe(self._tool, status, anyio.current_time() - self._started)
+
+
+def _unobserved(tool: str, status: ToolStatus, seconds: float) -> None:
+    """No one is counting (a `TimedTool` built outside an app)."""

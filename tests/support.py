@@ -17,6 +17,7 @@ Sections, in order:
 - clients that stop reading: `non_reader`, a raw socket with a tiny receive buffer;
 - session ends: waiting for sessions to close, finding a session's tasks;
 - fakes of outside services: OpenWeatherMap, and a clock the test sets;
+- metrics: scraping `/metrics` from an app in-process or from a server;
 - real servers: uvicorn on a free loopback port, `python -m app` as a subprocess, and
   what a server holds (its WebSocket connections, a process's open file descriptors).
 """
@@ -49,6 +50,7 @@ import wsproto.events
 from anyio.abc import SocketStream
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
 from httpx_ws.transport import ASGIWebSocketTransport
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 from strands.bidi.models import BidiModel
@@ -495,6 +497,49 @@ class FakeOpenWeatherMap:
     def _handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         return httpx.Response(200, json=self.body)
+
+
+# metrics ----------------------------------------------------------------------------
+
+
+class Scrape:
+    """One `/metrics` answer, parsed: `scrape("voice_frames_total", direction="in")` is
+    that sample's value, 0.0 if the scrape has no such sample."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.samples = {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def __call__(self, name: str, **labels: str) -> float:
+        return self.samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def scrape(target: ASGIApp | str) -> Scrape:
+    """`GET /metrics` from an app, in-process, or from a server's base URL (http://host:port)."""
+    if isinstance(target, str):
+        client = httpx.AsyncClient(base_url=target)
+    else:
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(target), base_url="http://test")
+    async with client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200, response.text
+    return Scrape(response.text)
+
+
+async def scrape_until(
+    target: ASGIApp | str, condition: Callable[[Scrape], bool], timeout: float = 5.0
+) -> Scrape:
+    """Scrape until `condition` holds, for metrics that move in the background (a flush
+    every second, the event-loop probe): every 10 ms, failing after `timeout` seconds."""
+    with anyio.fail_after(timeout):
+        # Another process's flush signals nothing here: polled, like `poll_until`.
+        while not condition(metrics := await scrape(target)):  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+    return metrics
 
 
 # real servers ---------------------------------------------------------------------

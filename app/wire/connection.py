@@ -3,12 +3,13 @@
 Every way a client can be gone (a disconnect message, a close the server itself made, a
 stream torn down under a send, a send after close) becomes one exception, `ClientGone`,
 carrying the close code and the reason the session logs. Nothing else in the service
-touches the Starlette `WebSocket`.
+touches the Starlette `WebSocket`, so this is where frames and bytes are counted, and the
+error messages sent (app/metrics).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 from starlette import status
@@ -16,6 +17,9 @@ from starlette.datastructures import QueryParams
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.wire.outbound import ServerMessage, dumps
+
+if TYPE_CHECKING:
+    from app.metrics import Metrics
 
 Frame = str | bytes
 
@@ -51,11 +55,13 @@ class ClientGone(Exception):
 
 
 class ClientConnection:
-    __slots__ = ("_receive", "_websocket")
+    __slots__ = ("_error_sent", "_receive", "_traffic", "_websocket")
 
-    def __init__(self, websocket: WebSocket) -> None:
+    def __init__(self, websocket: WebSocket, metrics: Metrics) -> None:
         self._websocket = websocket
         self._receive = websocket.receive
+        self._traffic = metrics.traffic
+        self._error_sent = metrics.error_sent
 
     @property
     def query_params(self) -> QueryParams:
@@ -69,6 +75,7 @@ class ClientConnection:
         message = await self._receive()
         if message["type"] == "websocket.disconnect":
             raise ClientGone(message.get("code", status.WS_1005_NO_STATUS_RCVD), message.get("reason") or "")
+        self._traffic.frames_in += 1
         data: bytes | None = message.get("bytes")
         if data is not None:
             return data
@@ -79,12 +86,20 @@ class ClientConnection:
         try:
             if isinstance(frame, str):
                 await self._websocket.send_text(frame)
+                # isascii() is O(1), and true for all but text with non-ASCII characters.
+                size = len(frame) if frame.isascii() else len(frame.encode())
             else:
                 await self._websocket.send_bytes(frame)
+                size = len(frame)
         except _TRANSPORT_ERRORS as exc:
             raise self._gone(exc) from None
+        traffic = self._traffic
+        traffic.frames_out += 1
+        traffic.bytes_out += size
 
     async def send_message(self, message: ServerMessage) -> None:
+        if message["type"] == "error":  # counted as it goes, so a client that has it sees it counted
+            self._error_sent(message["code"])
         await self.send(dumps(message))
 
     async def close(self, code: int) -> None:

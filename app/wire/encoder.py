@@ -3,7 +3,8 @@
 One `OutputEncoder` per session holds what the mapping needs across events: partial
 transcripts by content id, tool names by tool-use id, and the output resampler. Audio
 at the client's rate in base64 mode is relayed as the model's own base64 string,
-wrapped without parsing or re-encoding: that is the per-frame hot path.
+wrapped without parsing or re-encoding: that is the per-frame hot path. The audio sent
+is counted here too (seconds, into `Traffic`), and it stops the session's `TurnClock`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from app.audio import Resampler
+from app.metrics import Traffic, TurnClock
 from app.wire import outbound as out
 from app.wire.connection import Frame
 from app.wire.inbound import AudioEncoding
@@ -35,9 +37,14 @@ def _tool_text(content: Sequence[Mapping[str, Any]]) -> str:
 
 
 class OutputEncoder:
-    def __init__(self, client_rate: int, audio: AudioEncoding) -> None:
+    def __init__(self, client_rate: int, audio: AudioEncoding, traffic: Traffic, turns: TurnClock) -> None:
         self.client_rate = client_rate
         self.binary_audio = audio is AudioEncoding.BINARY
+        self._traffic = traffic
+        self._turns = turns
+        self._seconds_per_byte = 0.5 / client_rate  # PCM16
+        # Base64 is 4 characters for 3 bytes (the padding, at most 2 bytes a frame, is ignored).
+        self._seconds_per_char = 0.75 * self._seconds_per_byte
         self._resamplers: dict[int, Resampler] = {}
         self._partials: dict[str, list[str]] = {}
         self._tool_names: dict[str, str] = {}
@@ -81,14 +88,18 @@ class OutputEncoder:
     def _pcm_frame(self, pcm: bytes) -> Sequence[Frame]:
         if not pcm:
             return NO_FRAMES
+        self._traffic.audio_out += len(pcm) * self._seconds_per_byte
         if self.binary_audio:
             return (pcm,)
         return (self._audio_head + b64encode(pcm).decode("ascii") + '"}',)
 
     def _audio(self, event: Mapping[str, Any]) -> Sequence[Frame]:
         audio: str = event["audio"]
+        if self._turns.waiting_since and audio:
+            self._turns.answered()
         resampler = self._resampler(event["sample_rate"])
         if resampler.passthrough and not self.binary_audio:
+            self._traffic.audio_out += len(audio) * self._seconds_per_char
             return (self._audio_head + audio + '"}',)
         return self._pcm_frame(resampler(b64decode(audio)))
 
@@ -159,7 +170,10 @@ class OutputEncoder:
         return self._partial("transcript", event["role"], event)
 
     def _transcript_final(self, event: Mapping[str, Any]) -> Sequence[Frame]:
-        return self._final("transcript", event["role"], event["transcript"], event)
+        role = event["role"]
+        if role == "user":  # the end of a spoken turn: its answer is due
+            self._turns.user_turn_ended()
+        return self._final("transcript", role, event["transcript"], event)
 
     def _text_delta(self, event: Mapping[str, Any]) -> Sequence[Frame]:
         return self._partial("text", "assistant", event)

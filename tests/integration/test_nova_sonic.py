@@ -27,6 +27,7 @@ from tests.support import (
     of_type,
     receive_until,
     run_server,
+    scrape,
     start,
     wait_closed,
 )
@@ -195,7 +196,8 @@ async def test_barge_in_interrupts_the_reply_and_the_session_goes_on(
 async def test_a_model_timeout_restarts_the_connection_and_the_next_turn_is_answered(
     nova_app: Callable[..., Starlette], bedrock: FakeBedrock
 ) -> None:
-    async with connect(nova_app()) as ws:
+    app = nova_app()
+    async with connect(app) as ws:
         await start(ws)
         await ws.send_text(json.dumps({"type": "text", "text": "hello"}))
         await receive_until(ws, "response_complete", timeout=10)
@@ -204,8 +206,10 @@ async def test_a_model_timeout_restarts_the_connection_and_the_next_turn_is_answ
         await receive_until(ws, "connection_start", timeout=10)
         await ws.send_text(json.dumps({"type": "text", "text": "are you back"}))
         seen = await receive_until(ws, "transcript", role="assistant", final=True, timeout=10)
+        metrics = await scrape(app)
     assert restart["reason"] == "timeout"
     assert seen[-1]["text"] == "You said: are you back"
+    assert metrics("voice_model_restarts_total", reason="timeout", result="ok") == 1
     first, second = bedrock.novas
     # strands replayed the conversation into the new connection, as history.
     assert ("USER", "hello") in second.history
@@ -228,6 +232,9 @@ async def test_a_model_that_keeps_timing_out_ends_the_session_after_the_restart_
     assert seen[-1] == {"type": "connection_close", "reason": "model_restart_limit"}
     assert len(bedrock.streams) == 3  # the first connection and two restarts, no more
     await wait_closed(app)
+    metrics = await scrape(app)
+    assert metrics("voice_model_restarts_total", reason="timeout", result="ok") == 2  # not the refused one
+    assert metrics("voice_sessions_ended_total", reason="model_restart_limit") == 1
 
 
 async def test_a_fatal_model_error_closes_1011_and_the_server_stays_healthy(

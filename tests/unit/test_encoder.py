@@ -6,6 +6,7 @@ import base64
 import json
 from typing import Any
 
+import pytest
 from strands.bidi.models.model import ConnectionTimeoutError
 from strands.bidi.types.events import (
     BidiAudioDeltaEvent,
@@ -20,9 +21,15 @@ from strands.bidi.types.events import (
     BidiUsageEvent,
 )
 
+from app.metrics import Metrics
 from app.wire.encoder import OutputEncoder
 from app.wire.inbound import AudioEncoding
 from tests.support import tone
+
+
+def make_encoder(client_rate: int, audio: AudioEncoding, metrics: Metrics | None = None) -> OutputEncoder:
+    metrics = metrics or Metrics()
+    return OutputEncoder(client_rate, audio, metrics.traffic, metrics.turn_clock())
 
 
 def frames(encoder: OutputEncoder, *events: object) -> list[Any]:
@@ -35,7 +42,7 @@ def frames(encoder: OutputEncoder, *events: object) -> list[Any]:
 
 def test_base64_audio_at_the_client_rate_is_relayed_without_re_encoding() -> None:
     audio = base64.b64encode(tone(320)).decode()
-    [frame] = OutputEncoder(24000, AudioEncoding.BASE64).encode(
+    [frame] = make_encoder(24000, AudioEncoding.BASE64).encode(
         BidiAudioDeltaEvent(audio, "pcm", 24000, 1, "a")
     )
     assert isinstance(frame, str)
@@ -44,7 +51,7 @@ def test_base64_audio_at_the_client_rate_is_relayed_without_re_encoding() -> Non
 
 
 def test_binary_audio_is_resampled_and_the_tail_flushed_at_audio_stop() -> None:
-    encoder = OutputEncoder(8000, AudioEncoding.BINARY)
+    encoder = make_encoder(8000, AudioEncoding.BINARY)
     audio = base64.b64encode(tone(2400)).decode()  # 100 ms at 24 kHz
     out = frames(encoder, BidiAudioDeltaEvent(audio, "pcm", 24000, 1, "a"), BidiAudioStopEvent("a"))
     assert all(isinstance(f, bytes) for f in out)
@@ -52,7 +59,7 @@ def test_binary_audio_is_resampled_and_the_tail_flushed_at_audio_stop() -> None:
 
 
 def test_text_streams_carry_the_text_so_far() -> None:
-    encoder = OutputEncoder(24000, AudioEncoding.BASE64)
+    encoder = make_encoder(24000, AudioEncoding.BASE64)
     out = frames(
         encoder,
         BidiTextStartEvent("t"),
@@ -68,7 +75,7 @@ def test_text_streams_carry_the_text_so_far() -> None:
 
 
 def test_lifecycle_events() -> None:
-    encoder = OutputEncoder(24000, AudioEncoding.BASE64)
+    encoder = make_encoder(24000, AudioEncoding.BASE64)
     out = frames(
         encoder,
         BidiUsageEvent(input_tokens=10, output_tokens=5, total_tokens=15),
@@ -86,3 +93,13 @@ def test_lifecycle_events() -> None:
         {"type": "connection_restart", "reason": "timeout", "turn_interrupted": True},
         {"type": "interruption"},
     ]
+
+
+def test_the_audio_sent_is_counted_in_seconds_at_the_clients_rate() -> None:
+    metrics = Metrics()
+    resampled = make_encoder(8000, AudioEncoding.BINARY, metrics)
+    audio = base64.b64encode(tone(2400)).decode()  # 100 ms at 24 kHz
+    frames(resampled, BidiAudioDeltaEvent(audio, "pcm", 24000, 1, "a"), BidiAudioStopEvent("a"))
+    relayed = make_encoder(24000, AudioEncoding.BASE64, metrics)  # the model's base64, wrapped as is
+    frames(relayed, BidiAudioDeltaEvent(base64.b64encode(tone(4800)).decode(), "pcm", 24000, 1, "b"))
+    assert metrics.traffic.audio_out == pytest.approx(0.3)

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -14,7 +15,7 @@ from strands import tool
 from strands.types.events import ToolResultEvent
 from strands.types.tools import AgentTool, ToolGenerator, ToolSpec, ToolUse
 
-from app.timed_tool import TimedTool
+from app.timed_tool import TimedTool, ToolStatus
 
 pytestmark = pytest.mark.anyio
 
@@ -143,3 +144,58 @@ async def test_a_raising_tool_gets_an_error_result_and_its_message_stays_out_of_
     [debug] = [r for r in caplog.records if r.levelno == logging.DEBUG]
     assert debug.exc_info is not None
     assert "Quillfeather" in str(debug.exc_info[1])
+
+
+class Calls(list[tuple[str, ToolStatus, float]]):
+    """A `TimedTool` observer that keeps what it is told."""
+
+    def __call__(self, tool: str, status: ToolStatus, seconds: float) -> None:
+        self.append((tool, status, seconds))
+
+
+@tool
+def divide(a: float, b: float) -> float:
+    """Divides a by b.
+
+    Args:
+        a: The dividend.
+        b: The divisor.
+    """
+    return a / b
+
+
+@tool
+async def waits_for_ever() -> str:
+    """Waits for ever."""
+    await anyio.Event().wait()
+    return "never"
+
+
+async def test_a_call_is_reported_with_its_status_as_its_result_passes() -> None:
+    calls = Calls()
+    timed = TimedTool(divide, 5.0, calls)
+    for count, tool_input in enumerate(({"a": 1, "b": 2}, {"a": 1, "b": 0}), start=1):
+        tool_use: ToolUse = {"toolUseId": "t-1", "name": "divide", "input": tool_input}
+        stream = timed.stream(tool_use, {})
+        async with aclosing(stream):
+            async for event in stream:  # as strands reads a tool: up to its result, no further
+                if isinstance(event, ToolResultEvent):
+                    break
+            assert len(calls) == count  # reported as the result passed, not when the stream closes
+    assert [(name, status) for name, status, _ in calls] == [("divide", "success"), ("divide", "error")]
+    assert all(0 <= seconds < 5 for _, _, seconds in calls)
+
+
+async def test_a_call_past_its_deadline_is_reported_as_a_timeout() -> None:
+    calls = Calls()
+    await run(TimedTool(waits_for_ever, 0.2, calls), {})
+    [(name, status, seconds)] = calls
+    assert (name, status) == ("waits_for_ever", "timeout")
+    assert seconds >= 0.2
+
+
+async def test_a_call_its_session_stops_is_reported_as_cancelled() -> None:
+    calls = Calls()
+    with anyio.move_on_after(0.1):
+        await run(TimedTool(waits_for_ever, 10.0, calls), {})
+    assert [(name, status) for name, status, _ in calls] == [("waits_for_ever", "cancelled")]
