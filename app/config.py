@@ -215,6 +215,15 @@ class Settings:
     )
     host: str = setting("127.0.0.1", parsers.non_empty, "Where `python -m app` (and `make run`) listens.")
     port: int = setting(8080, parsers.number(int, 0, 65535), SEE_ABOVE)
+    workers: int = setting(
+        1,
+        parsers.number(int, 1, 256),
+        """
+        Processes `python -m app` serves with (uvicorn's workers, sharing the port), e.g. one
+        per core; `--workers N` overrides it. Limits, metrics and /health are per process
+        (README, "Running more than one process"). WEB_CONCURRENCY is not read.
+        """,
+    )
     ws_ping_interval: float = setting(
         20.0,
         parsers.number(float, 0.1, 3600.0),

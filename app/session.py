@@ -36,6 +36,7 @@ from strands.types.tools import AgentTool
 from app.agent import build_agent, model_rates
 from app.audio import Resampler
 from app.config import Settings
+from app.drain import TURN_EVENTS, Drain, Turn
 from app.edge.agentcore import unique_session_id
 from app.edge.gate import Admitted
 from app.edge.ratelimit import InputLimits, RateLimited
@@ -93,6 +94,7 @@ class SessionContext:
     services: ToolServices
     registry: SessionRegistry
     refusals: Refusals
+    drain: Drain
 
 
 class Session:
@@ -110,12 +112,15 @@ class Session:
         self._text: asyncio.Queue[str] = asyncio.Queue(limits.text_queue_size)
         self._watchdog = Watchdog(limits.idle_timeout, limits.max_session_duration)
         self._cancel_scope: anyio.CancelScope | None = None
+        self._turn = Turn()
+        self._draining = False
 
     # lifecycle -------------------------------------------------------------
 
     async def serve(self) -> None:
         registry = self.context.registry
         registry.add(self.id)
+        self.context.drain.join(self)
         token = session_id_var.set(self.id)  # inherited by every task the session starts
         started = time.monotonic()
         try:
@@ -123,6 +128,7 @@ class Session:
             await self._serve()
         finally:
             self.admitted.release()  # on every path; normally already done by _close
+            self.context.drain.leave(self)
             registry.discard(self.id)
             outcome = self.outcome
             logger.info(
@@ -198,6 +204,8 @@ class Session:
         resampler = Resampler(options.input_sample_rate, model_input_rate)
         async with anyio.create_task_group() as tasks:
             self._cancel_scope = tasks.cancel_scope
+            if self.outcome is not None:  # decided before there was a scope to cancel (a drain)
+                tasks.cancel_scope.cancel()
             tasks.start_soon(self._read, parser, limits, name="session:reader")
             tasks.start_soon(self._pump_audio, agent, resampler, name="session:audio-pump")
             tasks.start_soon(self._pump_text, agent, name="session:text-pump")
@@ -210,6 +218,16 @@ class Session:
             timeout = self.context.settings.slow_client_timeout
             self.context.refusals.record("slow_client", f"left its outbound buffer full for {timeout:g} s")
         self._finish(_gone(gone))
+
+    # the drain (app/drain.py) calls these ----------------------------------------
+
+    def wind_down(self) -> None:
+        self._draining = True
+        if not self._turn.busy:
+            self._finish(SHUTDOWN)
+
+    def close_now(self) -> None:
+        self._finish(SHUTDOWN)
 
     def _finish(self, outcome: Outcome) -> None:
         """The first outcome wins; it ends every task of the session."""
@@ -284,6 +302,7 @@ class Session:
                 case AudioIn(pcm=pcm):
                     await self._enqueue(audio, pcm)
                 case TextIn(text=user_text):
+                    self._turn.owe()
                     await self._enqueue(text, user_text)
                 case Ping():
                     await send(out.PONG)
@@ -351,7 +370,7 @@ class Session:
             self._model_failed(exc)
 
     async def _relay(self, agent: BidiAgent, encoder: OutputEncoder) -> None:
-        encode, send = encoder.encode, self.client.send
+        encode, send, turn = encoder.encode, self.client.send, self._turn
         events = agent.receive()
         try:
             while True:
@@ -362,9 +381,14 @@ class Session:
                 except Exception as exc:  # the model (or a tool) failed; our own bugs propagate
                     self._model_failed(exc)
                     return
+                kind = event.get("type", "")
+                if in_turn := kind in TURN_EVENTS:
+                    turn.opening(kind, event)
                 for frame in encode(event):
                     await send(frame)
-                if event.get("type") == "bidi_connection_stop":
+                if in_turn and turn.closed(kind, event) and self._draining:
+                    self._finish(SHUTDOWN)  # the answer is out: nothing keeps the session now
+                if kind == "bidi_connection_stop":
                     break
         except ClientGone as gone:
             self._client_gone(gone)
