@@ -15,7 +15,7 @@ for p in $$root/versions/3.13*/bin/python3 $$root/versions/3.12*/bin/python3; do
 done; exit 1
 endef
 
-.PHONY: run test test-unit lint format env-example bench-local bench-frames bench-handshakes clean
+.PHONY: run test test-unit lint format env-example bench-local bench-frames bench-handshakes bench-drain clean
 
 $(STAMP): pyproject.toml
 	@py=$$($(find_python)) || { echo "error: Python 3.12+ not found (tried python3.13, python3.12 and pyenv's versions). Install Python 3.12 or 3.13." >&2; exit 1; }; \
@@ -55,6 +55,9 @@ bench-frames: $(STAMP)
 
 bench-handshakes: $(STAMP)
 	$(PY) -m bench.refused_handshakes
+
+bench-drain: $(STAMP)
+	$(PY) -m bench.drain --clients 20
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -242,6 +242,16 @@ class Settings:
         them all. Set it in the process environment: prometheus-client reads it there, not in .env.
         """,
     )
+    workers: int = setting(
+        1,
+        parsers.number(int, 1, 256),
+        """
+        Processes `python -m app` serves with (uvicorn's workers, sharing the port), e.g. one
+        per core; `--workers N` overrides it. Limits and /health are per process, metrics too
+        unless PROMETHEUS_MULTIPROC_DIR is set (README, "Running more than one process").
+        WEB_CONCURRENCY is not read.
+        """,
+    )
     ws_ping_interval: float = setting(
         20.0,
         parsers.number(float, 0.1, 3600.0),

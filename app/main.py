@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket
 from strands.types.tools import AgentTool
 
 from app.config import Settings, load_settings
+from app.drain import DRAIN_KEY, Drain, refuse_while_draining
 from app.edge.agentcore import agentcore_session_id
 from app.edge.auth import auth_check
 from app.edge.capacity import Capacity, admission
@@ -67,6 +68,8 @@ def create_app(
         registry=SessionRegistry(),
         refusals=Refusals(),
         metrics=metrics,
+        # A closed session takes up to STOP_TIMEOUT to say goodbye and as long to stop its model.
+        drain=Drain(settings.drain_timeout, close_within=2 * settings.stop_timeout + 1.0),
     )
     exporter = Exporter(
         metrics,
@@ -81,6 +84,7 @@ def create_app(
     # In order; a check that is off is None and costs nothing.
     gate = Gate(
         checks=(
+            refuse_while_draining(context.drain),  # first: a process going away does no more work
             origin_check(settings.allowed_origins),
             auth_check(settings, http),
             agentcore_session_id,
@@ -98,15 +102,19 @@ def create_app(
         # Bedrock AgentCore Runtime health contract: HealthyBusy keeps a runtime session
         # (its microVM) alive while we work, and at capacity says there is no room. Busy
         # while any session is open covers both: a session holds its capacity slot only
-        # while it is registered (docs/protocol.md, "HTTP endpoints").
+        # while it is registered (docs/protocol.md, "HTTP endpoints"). Draining is busy too:
+        # no room for a new session, and the ones finishing must be left to finish.
         registry = context.registry
-        status = "HealthyBusy" if len(registry) else "Healthy"
+        status = "HealthyBusy" if len(registry) or context.drain.draining else "Healthy"
         return JSONResponse({"status": status, "time_of_last_update": int(registry.last_change)})
 
     async def ready(request: Request) -> JSONResponse:
         # Readiness (Kubernetes, load balancers): whether a new session would be admitted.
         # At capacity the process is alive and serving, just not taking more: 503 routes
-        # new clients elsewhere without touching the sessions it holds.
+        # new clients elsewhere without touching the sessions it holds. Draining: the same,
+        # until the process exits (app/drain.py).
+        if context.drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
         if capacity.full:
             return JSONResponse({"status": "full"}, status_code=503)
         return JSONResponse({"status": "ready"})
@@ -128,8 +136,9 @@ def create_app(
                 # In the background, so serving starts at once; the first tool call then
                 # finds a worker process ready.
                 tasks.start_soon(context.services.workers.prewarm)
-                # The lifespan state is what uvicorn hands its protocols: the transport limits.
-                yield {LIMITS_KEY: TransportLimits.of(settings, context.refusals)}
+                # The lifespan state is what uvicorn hands its protocols (and our server,
+                # app/server.py): the transport limits and the drain.
+                yield {LIMITS_KEY: TransportLimits.of(settings, context.refusals), DRAIN_KEY: context.drain}
         finally:
             await context.services.aclose()
             context.provider.close()

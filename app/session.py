@@ -36,6 +36,7 @@ from strands.types.tools import AgentTool
 from app.agent import build_agent, model_rates
 from app.audio import Resampler
 from app.config import Settings
+from app.drain import TURN_EVENTS, Drain, Turn
 from app.edge.agentcore import unique_session_id
 from app.edge.gate import Admitted
 from app.edge.ratelimit import InputLimits, RateLimited
@@ -96,6 +97,7 @@ class SessionContext:
     registry: SessionRegistry
     refusals: Refusals
     metrics: Metrics
+    drain: Drain
 
 
 class Session:
@@ -113,6 +115,8 @@ class Session:
         self._text: asyncio.Queue[str] = asyncio.Queue(limits.text_queue_size)
         self._watchdog = Watchdog(limits.idle_timeout, limits.max_session_duration)
         self._cancel_scope: anyio.CancelScope | None = None
+        self._turn = Turn()
+        self._draining = False
 
     # lifecycle -------------------------------------------------------------
 
@@ -120,6 +124,7 @@ class Session:
         registry, metrics = self.context.registry, self.context.metrics
         registry.add(self.id)
         metrics.session_started()
+        self.context.drain.join(self)
         token = session_id_var.set(self.id)  # inherited by every task the session starts
         trace = start_session_trace(self.id)  # a no-op unless tracing is configured
         started = time.monotonic()
@@ -128,6 +133,7 @@ class Session:
             await self._serve()
         finally:
             self.admitted.release()  # on every path; normally already done by _close
+            self.context.drain.leave(self)
             registry.discard(self.id)
             outcome = self.outcome
             reason, code = (outcome.reason, outcome.close_code) if outcome else ("unknown", None)
@@ -216,6 +222,8 @@ class Session:
         resampler = Resampler(options.input_sample_rate, model_input_rate)
         async with anyio.create_task_group() as tasks:
             self._cancel_scope = tasks.cancel_scope
+            if self.outcome is not None:  # decided before there was a scope to cancel (a drain)
+                tasks.cancel_scope.cancel()
             tasks.start_soon(self._read, parser, limits, name="session:reader")
             tasks.start_soon(self._pump_audio, agent, resampler, name="session:audio-pump")
             tasks.start_soon(self._pump_text, agent, turns, name="session:text-pump")
@@ -228,6 +236,16 @@ class Session:
             timeout = self.context.settings.slow_client_timeout
             self.context.refusals.record("slow_client", f"left its outbound buffer full for {timeout:g} s")
         self._finish(_gone(gone))
+
+    # the drain (app/drain.py) calls these ----------------------------------------
+
+    def wind_down(self) -> None:
+        self._draining = True
+        if not self._turn.busy:
+            self._finish(SHUTDOWN)
+
+    def close_now(self) -> None:
+        self._finish(SHUTDOWN)
 
     def _finish(self, outcome: Outcome) -> None:
         """The first outcome wins; it ends every task of the session."""
@@ -304,6 +322,7 @@ class Session:
                     traffic.audio_in += len(pcm) * seconds_per_byte
                     await self._enqueue(audio, pcm)
                 case TextIn(text=user_text):
+                    self._turn.owe()
                     await self._enqueue(text, user_text)
                 case Ping():
                     await send(out.PONG)
@@ -372,7 +391,7 @@ class Session:
             self._model_failed(exc)
 
     async def _relay(self, agent: BidiAgent, encoder: OutputEncoder) -> None:
-        encode, send = encoder.encode, self.client.send
+        encode, send, turn = encoder.encode, self.client.send, self._turn
         events = agent.receive()
         try:
             while True:
@@ -383,9 +402,14 @@ class Session:
                 except Exception as exc:  # the model (or a tool) failed; our own bugs propagate
                     self._model_failed(exc)
                     return
+                kind = event.get("type", "")
+                if in_turn := kind in TURN_EVENTS:
+                    turn.opening(kind, event)
                 for frame in encode(event):
                     await send(frame)
-                if event.get("type") == "bidi_connection_stop":
+                if in_turn and turn.closed(kind, event) and self._draining:
+                    self._finish(SHUTDOWN)  # the answer is out: nothing keeps the session now
+                if kind == "bidi_connection_stop":
                     break
         except ClientGone as gone:
             self._client_gone(gone)

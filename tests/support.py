@@ -13,13 +13,14 @@ Sections, in order:
   - audio is recorded and answered with a user transcript and the same audio;
   - `hold_stop`, when a test sets it, is an event stop() waits for (a slow model stop);
 - WebSocket conversations: connecting (in-process or to a port), reading messages,
-  streaming audio at a given speed;
+  streaming audio at a given speed or for as long as the test wants;
 - clients that stop reading: `non_reader`, a raw socket with a tiny receive buffer;
 - session ends: waiting for sessions to close, finding a session's tasks;
 - fakes of outside services: OpenWeatherMap, and a clock the test sets;
 - metrics: scraping `/metrics` from an app in-process or from a server;
-- real servers: uvicorn on a free loopback port, `python -m app` as a subprocess, and
-  what a server holds (its WebSocket connections, a process's open file descriptors).
+- real servers: uvicorn on a free loopback port, `python -m app` as a subprocess (its
+  log collected, its exit awaited), and what a server holds (its WebSocket connections,
+  a process's open file descriptors).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -47,8 +48,9 @@ import httpx
 import strands
 import uvicorn
 import wsproto.events
+import wsproto.utilities
 from anyio.abc import SocketStream
-from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
+from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, WebSocketNetworkError, aconnect_ws
 from httpx_ws.transport import ASGIWebSocketTransport
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
@@ -252,6 +254,13 @@ class ScriptedProvider:
 # WebSocket conversations ------------------------------------------------------------
 
 
+# The echo model answering at the client's rate, with binary audio: no resampling, so
+# what a client hears back is byte for byte what it sent (`python -m app` tests).
+ECHO_AT_CLIENT_RATE: Final = {"MODEL_PROVIDER": "echo", "OUTPUT_SAMPLE_RATE": "16000"}
+BINARY_16K: Final = "?audio=binary&input_sample_rate=16000&output_sample_rate=16000"
+SERVER_SHUTDOWN: Final = {"type": "connection_close", "reason": "server_shutdown"}
+
+
 @asynccontextmanager
 async def connect(app: ASGIApp, query: str = "") -> AsyncIterator[AsyncWebSocketSession]:
     """A WebSocket to `app` (the app, or a test's wrapper around it) in-process, through
@@ -335,6 +344,33 @@ async def stream_audio(ws: AsyncWebSocketSession, pcm: bytes, speed: float = 1.0
         if delay > 0:
             await anyio.sleep(delay)
         await ws.send_bytes(pcm[offset : offset + size])
+
+
+async def speak_until(ws: AsyncWebSocketSession, stop: anyio.Event, rate: int = 16000) -> int:
+    """Binary 20 ms audio frames at real time (on an absolute schedule) until `stop` is set
+    or the server closes; the bytes sent. (The sleeps set the rate; they wait for nothing.)"""
+    frame = tone(rate // 50)
+    sent = n = 0
+    begin = anyio.current_time()
+    while True:
+        delay = begin + n * 0.02 - anyio.current_time()
+        if delay > 0:
+            with anyio.move_on_after(delay):
+                await stop.wait()
+        if stop.is_set():
+            return sent
+        try:
+            await ws.send_bytes(frame)
+        except (WebSocketDisconnect, WebSocketNetworkError, wsproto.utilities.LocalProtocolError):
+            return sent  # closed by the server (wsproto's error: its close came first)
+        sent += len(frame)
+        n += 1
+
+
+def local_port(ws: AsyncWebSocketSession) -> int:
+    """The client's own port of a WebSocket to a real server."""
+    port: int = ws.stream.get_extra_info("client_addr")[1]
+    return port
 
 
 def of_type(messages: list[Any], kind: str) -> list[dict[str, Any]]:
@@ -650,6 +686,17 @@ def holds_connection(pid: int, port: int, client_port: int) -> bool:
     return bool(inodes & _fd_targets(pid))
 
 
+def unsent_bytes(port: int, client_port: int) -> int:
+    """What the kernel holds unsent on the server's side of the loopback TCP connection
+    between `port` and the client at `client_port` (tx_queue in /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, queues = fields[1], fields[2], fields[4]
+        if int(local.split(":")[1], 16) == port and int(remote.split(":")[1], 16) == client_port:
+            return int(queues.split(":")[0], 16)
+    return 0
+
+
 def _fd_targets(pid: int) -> set[str]:
     targets = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -666,12 +713,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_subprocess(env: dict[str, str], *, stdout: int | None = None) -> Iterator[subprocess.Popen[str]]:
-    """`python -m app` with `env` added to the environment; stopped however the block ends.
-    Its log goes to a pipe (`process.stderr`); `stdout=subprocess.PIPE` pipes uvicorn's
-    access lines (its stdout) too."""
+def serve_subprocess(
+    env: dict[str, str], *, args: Sequence[str] = (), stdout: int | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """`python -m app ARGS` with `env` added to the environment; stopped however the block
+    ends. Its log goes to a pipe (`process.stderr`); `stdout=subprocess.PIPE` pipes
+    uvicorn's access lines (its stdout) too."""
     with subprocess.Popen(
-        [sys.executable, "-m", "app"],
+        [sys.executable, "-m", "app", *args],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=stdout,
@@ -715,6 +764,47 @@ def stop(process: subprocess.Popen[str], timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@asynccontextmanager
+async def app_process(
+    env: dict[str, str], args: Sequence[str] = ()
+) -> AsyncIterator[tuple[subprocess.Popen[str], list[str]]]:
+    """`python -m app ARGS` (with LOG_LEVEL=INFO) once it listens, and the lines of its
+    log so far (collected as they come, so its pipe never fills); stopped however the
+    block ends."""
+    lines: list[str] = []
+    with serve_subprocess({"LOG_LEVEL": "INFO", **env}, args=args) as process:
+        assert process.stderr is not None
+        ready = anyio.Event()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(collect_output, process.stderr, lines, ready)
+            with anyio.fail_after(30):
+                await ready.wait()
+            try:
+                yield process, lines
+            finally:
+                stop(process)  # then the reader sees the end of its output
+
+
+async def exit_code(process: subprocess.Popen[str], timeout: float) -> int:
+    """The process's exit code, once it has exited by itself; fails after `timeout`."""
+    with anyio.fail_after(timeout):
+        while process.poll() is None:  # noqa: ASYNC110 - a child's exit signals nothing here
+            await anyio.sleep(0.01)
+    return process.returncode
+
+
+async def wait_status(client: httpx.AsyncClient, url: str, status: int, timeout: float) -> httpx.Response:
+    """The first response from GET `url` with `status` (a refused connection counts as no
+    answer yet: worker processes listen only once started). What a process does crosses no
+    boundary the test can wait on, so its answers are polled."""
+    with anyio.fail_after(timeout):
+        while True:
+            with contextlib.suppress(httpx.ConnectError):
+                if (response := await client.get(url)).status_code == status:
+                    return response
+            await anyio.sleep(0.01)
 
 
 async def wait_ready(process: subprocess.Popen[str]) -> None:

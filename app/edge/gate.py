@@ -1,8 +1,8 @@
 """The handshake gate: every check a connection must pass before a session (and its
 model) exists, in order, cheapest and least revealing first.
 
-    origin  ─> auth  ─> capacity  ─> Session
-       403      401/403    503
+    draining ─> origin  ─> auth  ─> capacity  ─> Session
+      503        403      401/403    503
 
 A check either refines the `Admitted` verdict (auth adds the subprotocol to echo and who
 the client is) or returns `Refused`, which the endpoint turns into an HTTP denial response
