@@ -12,8 +12,9 @@ bench/_counted_app.py, which adds only a task count on SIGUSR1: the app has no e
 for it. It is warmed up as for the steps, then its idle state is taken. Every
 SAMPLE_EVERY seconds: its CPU, RSS, threads and file descriptors (/proc) and open
 sessions (/health). Reported: RSS after the warm-up (the first WARMUP_FRACTION of the
-run) against RSS at the end of the load, and tasks, threads and file descriptors once
-idle after the run against idle before it, and every error.
+run) against RSS at the end of the steady load (one LIFETIME before the end), tasks,
+threads and file descriptors once idle after the run against idle before it, and every
+error.
 """
 
 from __future__ import annotations
@@ -171,9 +172,11 @@ async def soak(seconds: float) -> dict[str, Any]:
         sample["cpu_pct"] = round(
             100 * (sample["cpu_s"] - previous["cpu_s"]) / (sample["t"] - previous["t"]), 1
         )
-    warm = next((s for s in samples if s["t"] >= seconds * WARMUP_FRACTION), None)
-    loaded = [s for s in samples if s["sessions"]]
-    last = loaded[-1] if loaded else None
+    # Steady state: from a whole session lifetime in (every slot busy) until the last
+    # lifetime, when slots start to finish.
+    warm = next((s for s in samples if s["t"] >= max(LIFETIME, seconds * WARMUP_FRACTION)), None)
+    steady = [s for s in samples if s["t"] <= seconds - LIFETIME]
+    last = steady[-1] if steady else None
     growth = round(100 * (last["rss_mb"] - warm["rss_mb"]) / warm["rss_mb"], 1) if warm and last else None
     return {
         "seconds": seconds,
@@ -191,6 +194,11 @@ async def soak(seconds: float) -> dict[str, Any]:
     }
 
 
+def _cpu(samples: list[Sample]) -> str:
+    busy = [s["cpu_pct"] for s in samples if "cpu_pct" in s and s["sessions"]]
+    return f"{sum(busy) / len(busy):.0f} / {max(busy):.0f}" if busy else "-"
+
+
 def report(result: dict[str, Any]) -> str:
     before, after = result["idle_before"], result["idle_after"]
     warm, last = result["after_warmup"], result["end_of_load"]
@@ -198,6 +206,7 @@ def report(result: dict[str, Any]) -> str:
         ("seconds, slots, lifetime s", f"{result['seconds']}, {result['sessions']}, {result['lifetime_s']}"),
         ("RSS MB after warm-up / end of load", f"{warm and warm['rss_mb']} / {last and last['rss_mb']}"),
         ("RSS growth %", result["rss_growth_pct"]),
+        ("server CPU % under load, mean / max", _cpu(result["samples"])),
         ("RSS MB idle before / after", f"{before['rss_mb']} / {after['rss_mb']}"),
         ("tasks idle before / after", f"{before['tasks']} / {after['tasks']}"),
         ("threads idle before / after", f"{before['threads']} / {after['threads']}"),

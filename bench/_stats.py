@@ -145,6 +145,22 @@ def summary(steps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def overload_verdict(overload: Mapping[str, Any]) -> dict[str, bool]:
+    """Whether the sessions admitted at MAX_SESSIONS kept a latency within the limits, and
+    every one beyond it was refused with 503, by the server's count as well as the clients'."""
+    extra = overload["offered"] - overload["max_sessions"]
+    p99 = overload["rtt_ms_admitted"]["p99"]
+    return {
+        "admitted_kept_latency": p99 is not None and p99 <= P99_LIMIT_MS and overload["lost"] == 0,
+        "refused_cleanly": (
+            overload["admitted"] == overload["max_sessions"]
+            and overload["refused_by_status"] == {"503": extra}
+            and overload["refused_by_server"].get("capacity") == extra
+            and not overload["connect_errors"]
+        ),
+    }
+
+
 COLUMNS = (
     ("N", lambda s: s["sessions"]),
     ("mode", lambda s: s["mode"]),

@@ -115,7 +115,7 @@ async def overload(plan: Plan, limit: int, at_limit: dict[str, Any] | None) -> d
         step = await target.step(plan, "binary", offered)
         async with httpx.AsyncClient(timeout=5) as client:
             refused_by_server = (await client.get(f"http://127.0.0.1:{port}/health")).json()["refused"]
-    return {
+    result = {
         "max_sessions": limit,
         "offered": offered,
         "admitted": step["sessions_open"],
@@ -126,8 +126,8 @@ async def overload(plan: Plan, limit: int, at_limit: dict[str, Any] | None) -> d
         "rtt_ms_at_capacity_step": at_limit["rtt_ms"] if at_limit else None,
         "lost": step["lost"],
         "setup_ms": step["setup_ms"],
-        "step": step,
     }
+    return result | _stats.overload_verdict(result) | {"step": step}
 
 
 def machine() -> dict[str, Any]:

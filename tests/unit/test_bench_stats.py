@@ -11,6 +11,7 @@ import pytest
 from bench._stats import (
     SequenceTracker,
     capacity,
+    overload_verdict,
     percentile,
     spread,
     step_figures,
@@ -47,6 +48,9 @@ def test_a_tracker_counts_frames_skipped_repeated_and_still_outstanding() -> Non
     assert tracker.outstanding(sent=8) == 0
 
 
+Step = dict[str, Any]
+
+
 def raw(**changes: Any) -> dict[str, Any]:
     """A generator result (bench/_loadgen.py's `step`) with figures easy to check."""
     base = {
@@ -77,7 +81,9 @@ def test_step_figures_without_replies_or_sessions_are_none_not_a_crash() -> None
     assert figures["lost"] == 20_000
 
 
-def step(server: str, mode: str, n: int, cpu: float, p99: float = 5.0, lost: int = 0, **more: Any) -> dict[str, Any]:
+def step(
+    server: str, mode: str, n: int, cpu: float, p99: float = 5.0, lost: int = 0, **more: Any
+) -> dict[str, Any]:
     return {
         "server": server,
         "mode": mode,
@@ -151,3 +157,26 @@ def test_the_table_has_a_row_per_step_and_says_why_one_was_skipped() -> None:
     assert row[header.index("CPU µs/frame")] == "150"
     assert row[header.index("ratio")] == "1.5"
     assert "skipped: saturated at 200" in lines[3]
+
+
+def test_an_overload_is_clean_only_if_every_extra_session_got_a_503_counted_on_both_sides() -> None:
+    clean = {
+        "max_sessions": 200,
+        "offered": 300,
+        "admitted": 200,
+        "refused_by_status": {"503": 100},
+        "refused_by_server": {"capacity": 100},
+        "connect_errors": {},
+        "rtt_ms_admitted": {"p99": 12.0},
+        "lost": 0,
+    }
+    assert overload_verdict(clean) == {"admitted_kept_latency": True, "refused_cleanly": True}
+    for change in (
+        {"refused_by_status": {"503": 99, "500": 1}},
+        {"refused_by_server": {"capacity": 99}},
+        {"connect_errors": {"OSError": 1}},
+        {"admitted": 199},
+    ):
+        assert overload_verdict(clean | change)["refused_cleanly"] is False, change
+    assert overload_verdict(clean | {"rtt_ms_admitted": {"p99": 51.0}})["admitted_kept_latency"] is False
+    assert overload_verdict(clean | {"lost": 1})["admitted_kept_latency"] is False
