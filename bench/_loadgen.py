@@ -9,18 +9,23 @@ spread evenly over the 20 ms; one timer loop sends every frame that is due, so t
 generator stays cheap at hundreds of clients.
 
 Modes (`spec["mode"]`):
-- `step`: open `sessions` clients at `connect_rate` a second, each streaming from its
-  `session_start`; after `settle` seconds measure for `window` seconds (the server's CPU
+- `step`: open `sessions` clients at `connect_rate` a second, each streaming as soon as
+  its session is set up (its `ready_type` message), or all from the end of the ramp with
+  `stream_during_ramp` false (to tell a server that cannot carry N sessions from one
+  that the ramp's set-up work tipped over); after `settle` seconds measure for `window` seconds (the server's CPU
   from /proc/<server_pid>/stat, its RSS, round trips of the frames sent in the window);
   keep streaming for `drain` seconds so late replies still come back, then close.
 - `probe`: open `sessions` clients at `connect_rate` without streaming, to measure the
   server's CPU per connection set-up (and per close) on its own.
-- `soak`: see bench/_soak.py.
+- `soak`: `sessions` slots each run one session after another for `seconds`, each
+  session talking `talk` seconds and the next starting `lifetime` seconds after it
+  (see bench/_soak.py), then ending with {"type":"end"}.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import sys
@@ -29,9 +34,11 @@ from typing import Any
 
 import uvloop
 
-from bench._clients import Client, Run, connect, ms, sleep_until, ticker
+from bench._clients import NEVER, Client, Run, connect, ms, sleep_until, ticker
 from bench._server import cpu_seconds, memory_mb
 from bench._stats import spread
+
+REPLY_WAIT = 1.0  # after its last frame, how long a soak session waits for the replies
 
 
 async def open_paced(run: Run, spec: dict[str, Any], slots: list[Client | None], stream: bool) -> float:
@@ -69,8 +76,11 @@ async def step(spec: dict[str, Any]) -> dict[str, Any]:
     pid = spec["server_pid"]
     slots: list[Client | None] = [None] * spec["sessions"]
     sender = asyncio.create_task(ticker(run, slots))
-    ramp = await open_paced(run, spec, slots, stream=True)
+    streaming = spec.get("stream_during_ramp", True)
+    ramp = await open_paced(run, spec, slots, stream=streaming)
     clients = [c for c in slots if c is not None]
+    for client in clients:
+        client.active = True
     run.window_start = time.perf_counter_ns() + int(spec["settle"] * 1e9)
     run.window_end = run.window_start + int(spec["window"] * 1e9)
     await sleep_until(run.window_start)
@@ -125,14 +135,71 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def soak(spec: dict[str, Any]) -> dict[str, Any]:
+    """Sessions coming and going (see bench/_soak.py) for `seconds`."""
+    run = Run()
+    run.window_start, run.window_end = 0, NEVER  # every frame counts
+    slots: list[Client | None] = [None] * spec["sessions"]
+    counts: collections.Counter[str] = collections.Counter()
+    sender = asyncio.create_task(ticker(run, slots))
+    life, talk = int(spec["lifetime"] * 1e9), int(spec["talk"] * 1e9)
+    started = time.perf_counter_ns()
+    end = started + int(spec["seconds"] * 1e9)
+
+    async def slot(index: int) -> None:
+        offset = started + life * index // len(slots)
+        for turn in range(int(spec["seconds"] * 1e9 // life) + 1):
+            begin = offset + turn * life
+            if begin + life > end:
+                return
+            await sleep_until(begin)
+            mode = "binary" if (index + turn) % 2 == 0 else "json"
+            counts["attempted"] += 1
+            client = await connect(run, spec["urls"][mode], index, mode == "binary", "session_start")
+            if client is None:
+                continue
+            slots[index] = client
+            client.active = True
+            await sleep_until(begin + talk)
+            client.stop_sending()
+            try:
+                async with asyncio.timeout(REPLY_WAIT):
+                    await client.caught_up.wait()
+            except TimeoutError:
+                counts["replies missing after talking"] += 1
+            slots[index] = None
+            counts["frames sent"] += client.seq
+            counts["frames lost"] += client.tracker.outstanding(client.seq)
+            counts["gaps"] += client.tracker.gaps
+            counts["duplicates"] += client.tracker.duplicates
+            await client.close(end=True)
+            ended = client.session_ended and client.close_code == 1000
+            counts["ended cleanly" if ended else f"ended badly: close {client.close_code}"] += 1
+
+    async with asyncio.TaskGroup() as tasks:
+        for index in range(len(slots)):
+            tasks.create_task(slot(index))
+    run.stopping = True
+    await sender
+    return {
+        "counts": dict(counts),
+        "refused": dict(run.refused),
+        "connect_errors": dict(run.connect_errors),
+        "server_errors": dict(run.server_errors),
+        "unexpected_closes": dict(run.unexpected_closes),
+        "close_timeouts": run.close_timeouts,
+        "crossed": run.crossed,
+        "setup_ms": spread((ms(ns) for ns in run.setups), 1),
+        "rtt_ms": spread(ms(ns) for ns in run.rtts),
+        "late": run.late,
+        "send_lateness_ms": spread(ms(ns) for ns in run.lateness),
+    }
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    if spec["mode"] == "soak":
-        from bench._soak import sessions_coming_and_going
-
-        result = uvloop.run(sessions_coming_and_going(spec))
-    else:
-        result = uvloop.run(step(spec) if spec["mode"] == "step" else probe(spec))
+    modes = {"step": step, "probe": probe, "soak": soak}
+    result = uvloop.run(modes[spec["mode"]](spec))
     print(json.dumps(result), flush=True)
 
 

@@ -8,19 +8,19 @@ starts `LIFETIME` seconds after the previous one did. The slots are staggered, s
 sessions arrive at SOAK_SESSIONS / LIFETIME a second and about SOAK_SESSIONS are open.
 
 The server is ours (production settings, MODEL_PROVIDER=echo at equal rates) run by
-bench/_counted_app.py, which adds only a task count on SIGUSR1: the app has no endpoint
-for it. It is warmed up as for the steps, then its idle state is taken. Every
-SAMPLE_EVERY seconds: its CPU, RSS, threads and file descriptors (/proc) and open
-sessions (/health). Reported: RSS after the warm-up (the first WARMUP_FRACTION of the
-run) against RSS at the end of the steady load (one LIFETIME before the end), tasks,
-threads and file descriptors once idle after the run against idle before it, and every
-error.
+bench/_instrumented_app.py, which adds only a report on SIGUSR1 (asyncio tasks, event
+loop lag): the app has no endpoint for either. It is warmed up as for the steps, then
+its idle state is taken. Every SAMPLE_EVERY seconds: its CPU, RSS, threads and file
+descriptors (/proc), open sessions (/health), tasks and loop lag. Reported: RSS after
+the warm-up (the first WARMUP_FRACTION of the run) against RSS at the end of the steady
+load (one LIFETIME before the end) and over its second half (a leak keeps growing; an
+allocator's high-water mark does not); tasks, threads and file descriptors once idle
+after the run against idle before it; the worst loop lag; and every error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import json
 import re
@@ -32,128 +32,77 @@ from typing import Any
 
 import httpx
 
-from bench._clients import NEVER, Client, Run, connect, ms, sleep_until, ticker
 from bench._runs import OURS_ENV, QUERY, SERVER_CPU, Target, generate
 from bench._server import app_server, cpu_seconds, memory_mb, wait_idle
-from bench._stats import spread
 
 SOAK_SESSIONS = 100
 LIFETIME = 10.0
 TALK = 8.0
-REPLY_WAIT = 1.0
 SAMPLE_EVERY = 5.0
 WARMUP_FRACTION = 0.2
-TASKS = re.compile(r"bench-tasks (\d+)")
+STATE = re.compile(r"bench-state tasks=(\d+) lag_max_ms=(\S+) lags_over_50ms=(\S+)")
 Sample = dict[str, Any]
 
 
-async def sessions_coming_and_going(spec: dict[str, Any]) -> dict[str, Any]:
-    """The generator's side (run by bench/_loadgen.py): the slots, for `seconds`."""
-    run = Run()
-    run.window_start, run.window_end = 0, NEVER  # every frame counts
-    slots: list[Client | None] = [None] * spec["sessions"]
-    counts: collections.Counter[str] = collections.Counter()
-    sender = asyncio.create_task(ticker(run, slots))
-    life, talk = int(spec["lifetime"] * 1e9), int(spec["talk"] * 1e9)
-    started = time.perf_counter_ns()
-    end = started + int(spec["seconds"] * 1e9)
+class Watched:
+    """The server under soak, read from outside: /proc, /health, and the line
+    bench/_instrumented_app.py writes on SIGUSR1."""
 
-    async def slot(index: int) -> None:
-        offset = started + life * index // len(slots)
-        for turn in range(int(spec["seconds"] * 1e9 // life) + 1):
-            begin = offset + turn * life
-            if begin + life > end:
-                return
-            await sleep_until(begin)
-            mode = "binary" if (index + turn) % 2 == 0 else "json"
-            counts["attempted"] += 1
-            client = await connect(run, spec["urls"][mode], index, mode == "binary", "session_start")
-            if client is None:
-                continue
-            slots[index] = client
-            client.active = True
-            await sleep_until(begin + talk)
-            client.stop_sending()
-            try:
-                async with asyncio.timeout(REPLY_WAIT):
-                    await client.caught_up.wait()
-            except TimeoutError:
-                counts["replies missing after talking"] += 1
-            slots[index] = None
-            counts["frames sent"] += client.seq
-            counts["frames lost"] += client.tracker.outstanding(client.seq)
-            counts["gaps"] += client.tracker.gaps
-            counts["duplicates"] += client.tracker.duplicates
-            await client.close(end=True)
-            ended = client.session_ended and client.close_code == 1000
-            counts["ended cleanly" if ended else f"ended badly: close {client.close_code}"] += 1
+    def __init__(self, process: subprocess.Popen[str], port: int, log: list[str], http: httpx.AsyncClient):
+        self.process, self.port, self.log, self.http = process, port, log, http
+        self.started = time.monotonic()
 
-    async with asyncio.TaskGroup() as tasks:
-        for index in range(len(slots)):
-            tasks.create_task(slot(index))
-    run.stopping = True
-    await sender
-    return {
-        "counts": dict(counts),
-        "refused": dict(run.refused),
-        "connect_errors": dict(run.connect_errors),
-        "server_errors": dict(run.server_errors),
-        "unexpected_closes": dict(run.unexpected_closes),
-        "close_timeouts": run.close_timeouts,
-        "crossed": run.crossed,
-        "setup_ms": spread((ms(ns) for ns in run.setups), 1),
-        "rtt_ms": spread(ms(ns) for ns in run.rtts),
-        "late": run.late,
-    }
+    async def state(self) -> dict[str, Any]:
+        seen = len(self.log)
+        self.process.send_signal(signal.SIGUSR1)
+        async with asyncio.timeout(5):
+            while True:  # another process's output: polled
+                for line in self.log[seen:]:
+                    if match := STATE.search(line):
+                        tasks, lag, stalls = match.groups()
+                        return {
+                            "tasks": int(tasks),
+                            "lag_max_ms": _number(lag),
+                            "lags_over_50ms": _number(stalls),
+                        }
+                await asyncio.sleep(0.05)
+
+    async def sample(self) -> Sample:
+        health = await self.http.get(f"http://127.0.0.1:{self.port}/health", headers={"connection": "close"})
+        at = {"t": round(time.monotonic() - self.started, 1), "sessions": health.json()["sessions"]}
+        return at | _proc(self.process.pid) | await self.state()
+
+    async def idle(self) -> Sample:
+        await wait_idle(self.port)
+        return await self.sample()
 
 
-def _fds(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
-
-
-def _threads(pid: int) -> int:
+def _proc(pid: int) -> Sample:
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
-
-
-async def _tasks(process: subprocess.Popen[str], log: list[str]) -> int | None:
-    """The server's asyncio tasks, from the line bench/_counted_app.py writes on SIGUSR1."""
-    seen = len(log)
-    process.send_signal(signal.SIGUSR1)
-    async with asyncio.timeout(5):
-        while True:
-            for line in log[seen:]:
-                if match := TASKS.search(line):
-                    return int(match.group(1))
-            await asyncio.sleep(0.05)
-
-
-async def _sample(pid: int, port: int, http: httpx.AsyncClient, t: float) -> Sample:
-    health = (await http.get(f"http://127.0.0.1:{port}/health", headers={"connection": "close"})).json()
+    threads = next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:"))
     return {
-        "t": round(t, 1),
         "cpu_s": round(cpu_seconds(pid), 2),
         "rss_mb": round(memory_mb(pid)["VmRSS"], 1),
-        "threads": _threads(pid),
-        "fds": _fds(pid),
-        "sessions": health["sessions"],
+        "threads": int(threads),
+        "fds": len(list(Path(f"/proc/{pid}/fd").iterdir())),
     }
 
 
-async def _idle(process: subprocess.Popen[str], port: int, log: list[str], http: httpx.AsyncClient) -> Sample:
-    await wait_idle(port)
-    return await _sample(process.pid, port, http, 0.0) | {"tasks": await _tasks(process, log)}
+def _number(text: str) -> float | None:
+    return None if text == "-" else float(text)
 
 
 async def soak(seconds: float) -> dict[str, Any]:
     log: list[str] = []
     async with (
-        app_server(OURS_ENV, log, module="bench._counted_app", cpus=SERVER_CPU) as (process, port),
+        app_server(OURS_ENV, log, module="bench._instrumented_app", cpus=SERVER_CPU) as (process, port),
         httpx.AsyncClient(timeout=5) as http,
     ):
         target = Target("ours", process.pid, port)
         await target.warm_up()
-        before = await _idle(process, port, log, http)
+        server = Watched(process, port, log, http)
+        await server.state()  # starts the lag probe
+        before = await server.idle()
         spec = {
             "mode": "soak",
             "urls": {audio: target.spec(audio)["url"] for audio in QUERY},
@@ -162,22 +111,34 @@ async def soak(seconds: float) -> dict[str, Any]:
             "talk": TALK,
             "seconds": seconds,
         }
+        server.started = time.monotonic()
         generator = asyncio.create_task(generate(spec))
-        samples, started = [], time.monotonic()
+        samples = []
         while not generator.done():
-            samples.append(await _sample(process.pid, port, http, time.monotonic() - started))
+            samples.append(await server.sample())
             await asyncio.wait([generator], timeout=SAMPLE_EVERY)
-        after = await _idle(process, port, log, http)
+        after = await server.idle()
+    return summarise(seconds, samples, before, after) | {
+        "generator": generator.result(),
+        "samples": samples,
+        "server_log_errors": [line.rstrip() for line in log if " ERROR " in line][:20],
+    }
+
+
+def summarise(seconds: float, samples: list[Sample], before: Sample, after: Sample) -> dict[str, Any]:
     for previous, sample in itertools.pairwise(samples):  # the server's CPU over each interval
-        sample["cpu_pct"] = round(
-            100 * (sample["cpu_s"] - previous["cpu_s"]) / (sample["t"] - previous["t"]), 1
-        )
+        busy = (sample["cpu_s"] - previous["cpu_s"]) / (sample["t"] - previous["t"])
+        sample["cpu_pct"] = round(100 * busy, 1)
     # Steady state: from a whole session lifetime in (every slot busy) until the last
     # lifetime, when slots start to finish.
-    warm = next((s for s in samples if s["t"] >= max(LIFETIME, seconds * WARMUP_FRACTION)), None)
-    steady = [s for s in samples if s["t"] <= seconds - LIFETIME]
-    last = steady[-1] if steady else None
-    growth = round(100 * (last["rss_mb"] - warm["rss_mb"]) / warm["rss_mb"], 1) if warm and last else None
+    steady = [s for s in samples if max(LIFETIME, seconds * WARMUP_FRACTION) <= s["t"] <= seconds - LIFETIME]
+    warm, last = (steady[0], steady[-1]) if steady else (None, None)
+    middle = steady[len(steady) // 2] if steady else None
+
+    def growth(a: Sample | None, b: Sample | None) -> float | None:
+        return round(100 * (b["rss_mb"] - a["rss_mb"]) / a["rss_mb"], 1) if a and b else None
+
+    lags = [s["lag_max_ms"] for s in samples if s["lag_max_ms"] is not None]
     return {
         "seconds": seconds,
         "sessions": SOAK_SESSIONS,
@@ -187,11 +148,18 @@ async def soak(seconds: float) -> dict[str, Any]:
         "after_warmup": warm,
         "end_of_load": last,
         "idle_after": after,
-        "rss_growth_pct": growth,
-        "generator": generator.result(),
-        "samples": samples,
-        "server_log_errors": [line.rstrip() for line in log if " ERROR " in line][:20],
+        "rss_growth_pct": growth(warm, last),
+        # Still growing at the end (a leak), or grown to a plateau early on?
+        "rss_growth_second_half_pct": growth(middle, last),
+        "loop_lag_max_ms": max(lags, default=None),
+        "loop_lags_over_50ms": sum(s["lags_over_50ms"] or 0 for s in samples),
     }
+
+
+def _pair(result: dict[str, Any], key: str) -> str:
+    if key == "rss_growth":
+        return f"{result['rss_growth_pct']} / {result['rss_growth_second_half_pct']}"
+    return f"{result['loop_lag_max_ms']} / {result['loop_lags_over_50ms']}"
 
 
 def _cpu(samples: list[Sample]) -> str:
@@ -202,10 +170,11 @@ def _cpu(samples: list[Sample]) -> str:
 def report(result: dict[str, Any]) -> str:
     before, after = result["idle_before"], result["idle_after"]
     warm, last = result["after_warmup"], result["end_of_load"]
-    rows = [
+    rows: list[tuple[str, object]] = [
         ("seconds, slots, lifetime s", f"{result['seconds']}, {result['sessions']}, {result['lifetime_s']}"),
         ("RSS MB after warm-up / end of load", f"{warm and warm['rss_mb']} / {last and last['rss_mb']}"),
-        ("RSS growth %", result["rss_growth_pct"]),
+        ("RSS growth %, all / second half of the steady load", _pair(result, "rss_growth")),
+        ("server loop late: worst ms / times over 50 ms", _pair(result, "loop_lag")),
         ("server CPU % under load, mean / max", _cpu(result["samples"])),
         ("RSS MB idle before / after", f"{before['rss_mb']} / {after['rss_mb']}"),
         ("tasks idle before / after", f"{before['tasks']} / {after['tasks']}"),
@@ -217,5 +186,6 @@ def report(result: dict[str, Any]) -> str:
         rows.append((key.replace("_", " "), json.dumps(generator[key])))
     rows.append(("set-up ms", json.dumps(generator["setup_ms"])))
     rows.append(("round trip ms", json.dumps(generator["rtt_ms"])))
+    rows.append(("generator send lateness ms", json.dumps(generator["send_lateness_ms"])))
     rows.append(("server ERROR lines", len(result["server_log_errors"])))
     return "| soak | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)

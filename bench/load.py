@@ -1,8 +1,8 @@
 """How many full-duplex audio sessions one server process carries, and what it spends per
 frame, against a bare WebSocket echo measured in the same run (issue 11).
 
-    make bench          # full: 50, 100, 200, 300, 400, 600 sessions, 10 s each
-    make bench-quick    # 50, 200, 300 sessions, 4 s each (under about three minutes)
+    make bench          # full: 50, 100, 150, 200, 250, 300, 400, 600 sessions, 10 s each
+    make bench-quick    # 50, 150, 200, 300 sessions, 4 s each (about three minutes)
     make soak           # sessions coming and going for SOAK_SECONDS (default 300)
     .venv/bin/python -m bench.load --steps 20 50 --window 3     # by hand
 
@@ -58,8 +58,10 @@ RESULTS = ROOT / "bench" / "results"
 SATURATED_LOST, SATURATED_P50_MS = 0.1, 1000.0
 # Signs that the generator, not the server, limited a step.
 GENERATOR_BUSY_PCT, GENERATOR_LATE_MS = 80.0, 5.0
-FULL = Plan("full", (50, 100, 200, 300, 400, 600), window=10.0, settle=1.0, drain=2.0, connect_rate=100.0)
-QUICK = Plan("quick", (50, 200, 300), window=4.0, settle=0.5, drain=1.0, connect_rate=100.0)
+FULL = Plan(
+    "full", (50, 100, 150, 200, 250, 300, 400, 600), window=10.0, settle=1.0, drain=2.0, connect_rate=100.0
+)
+QUICK = Plan("quick", (50, 150, 200, 300), window=4.0, settle=0.5, drain=1.0, connect_rate=100.0)
 
 
 def saturated(step: dict[str, Any]) -> bool:
