@@ -12,9 +12,10 @@ Modes (`spec["mode"]`):
 - `step`: open `sessions` clients at `connect_rate` a second, each streaming as soon as
   its session is set up (its `ready_type` message), or all from the end of the ramp with
   `stream_during_ramp` false (to tell a server that cannot carry N sessions from one
-  that the ramp's set-up work tipped over); after `settle` seconds measure for `window` seconds (the server's CPU
-  from /proc/<server_pid>/stat, its RSS, round trips of the frames sent in the window);
-  keep streaming for `drain` seconds so late replies still come back, then close.
+  that the ramp's set-up work tipped over); after `settle` seconds measure for `window`
+  seconds (the server's CPU from /proc/<server_pid>/stat, its RSS, round trips of the
+  frames sent in the window); keep streaming for `drain` seconds so late replies still
+  come back, then close.
 - `probe`: open `sessions` clients at `connect_rate` without streaming, to measure the
   server's CPU per connection set-up (and per close) on its own.
 - `soak`: `sessions` slots each run one session after another for `seconds`, each
