@@ -15,7 +15,7 @@ for p in $$root/versions/3.13*/bin/python3 $$root/versions/3.12*/bin/python3; do
 done; exit 1
 endef
 
-.PHONY: run test test-unit lint format env-example bench-local bench-frames bench-handshakes bench-drain clean
+.PHONY: run test test-unit lint format env-example bench bench-quick soak bench-local bench-frames bench-handshakes bench-drain clean
 
 $(STAMP): pyproject.toml
 	@py=$$($(find_python)) || { echo "error: Python 3.12+ not found (tried python3.13, python3.12 and pyenv's versions). Install Python 3.12 or 3.13." >&2; exit 1; }; \
@@ -46,6 +46,18 @@ format: $(STAMP)
 # .env.example is rendered from app/config.py's declarations; a unit test checks it.
 env-example: $(STAMP)
 	$(PY) -m app.settings_doc .env.example
+
+# Sessions per process against a bare echo (bench/load.py); results in bench/results/.
+# Run on an otherwise idle machine: the server and the load generator need a core each.
+bench: $(STAMP)
+	$(PY) -m bench.load
+
+bench-quick: $(STAMP)
+	$(PY) -m bench.load --quick
+
+SOAK_SECONDS ?= 300
+soak: $(STAMP)
+	$(PY) -m bench.load --soak --soak-seconds $(SOAK_SECONDS)
 
 bench-local: $(STAMP)
 	$(PY) -m bench.local_model

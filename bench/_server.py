@@ -27,13 +27,17 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def app_server(env: dict[str, str], log: list[str]) -> AsyncIterator[tuple[subprocess.Popen[str], int]]:
-    """`python -m app` with `env` on a free port, ready (its /health answers); its output
-    is drained into `log` by a thread. Stopped, and killed if it must be, on exit."""
+async def app_server(
+    env: dict[str, str], log: list[str], *, module: str = "app", cpus: str | None = None
+) -> AsyncIterator[tuple[subprocess.Popen[str], int]]:
+    """`python -m app` (or another `module` that serves /health on HOST:PORT) with `env` on
+    a free port, ready (its /health answers), on the CPUs `cpus` (taskset's list) if given;
+    its output is drained into `log` by a thread. Stopped, and killed if it must be, on exit."""
     port = free_port()
     base = {"HOST": "127.0.0.1", "AWS_EC2_METADATA_DISABLED": "true"}
+    command = [sys.executable, "-m", module]
     process = subprocess.Popen(  # noqa: ASYNC220 - starting it is quick; a thread drains its output
-        [sys.executable, "-m", "app"],
+        command if cpus is None else ["taskset", "-c", cpus, *command],
         cwd=ROOT,
         env=os.environ | base | env | {"PORT": str(port)},
         text=True,
@@ -67,6 +71,18 @@ async def _ready(process: subprocess.Popen[str], port: int, log: list[str]) -> N
                     return
             await asyncio.sleep(0.2)
     raise RuntimeError("the server exited before it was ready:\n" + "".join(log[-20:]))
+
+
+IDLE_TIMEOUT = 60.0
+
+
+async def wait_idle(port: int) -> None:
+    """Until the server on `port` reports no open session on /health (its teardown done):
+    another process's state, so it is polled."""
+    url = f"http://127.0.0.1:{port}/health"
+    async with httpx.AsyncClient(timeout=5) as client, asyncio.timeout(IDLE_TIMEOUT):
+        while (await client.get(url)).json()["sessions"]:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
 
 
 def cpu_seconds(pid: int) -> float:
