@@ -14,6 +14,7 @@ import asyncio
 import base64
 import collections
 import json
+import re
 import struct
 import time
 from array import array
@@ -36,6 +37,9 @@ FRAME_BYTES = 640  # 20 ms of 16 kHz PCM16 mono
 PERIOD_NS = 20_000_000
 HEADER = struct.Struct("<IIq")  # client index, sequence number, send time in ns
 B64_HEADER_CHARS = 24  # base64 characters that hold the header (18 bytes)
+# The `audio` field's value in a JSON message, compact or not; no other field ends in it
+# (a quote inside a string is escaped, so text cannot fake it either).
+AUDIO_FIELD = re.compile(r'"audio"\s*:\s*"')
 JSON_HEAD, JSON_TAIL = b'{"type":"audio","audio":"', b'"}'
 END = b'{"type":"end"}'
 EARLY_NS = 500_000  # a frame due this soon is sent now, in the same wake-up
@@ -47,6 +51,19 @@ NEVER = 2**63 - 1
 
 def ms(ns: float) -> float:
     return ns / 1e6
+
+
+def audio_header(text: str) -> tuple[int, int, int] | None:
+    """(client index, sequence number, send time) from a JSON `audio` message, or None for
+    any other message. Only the header is decoded: parsing the whole of every reply would
+    make the generator, not the server, the limit sooner."""
+    found = AUDIO_FIELD.search(text)
+    if found is None:
+        return None
+    index, seq, sent = HEADER.unpack_from(
+        base64.b64decode(text[found.end() : found.end() + B64_HEADER_CHARS])
+    )
+    return index, seq, sent
 
 
 class Run:
@@ -126,7 +143,11 @@ class Client(WSListener):
         if kind is WSMsgType.BINARY:
             self._reply(*HEADER.unpack_from(frame.get_payload_as_memoryview()))
         elif kind is WSMsgType.TEXT:
-            self._message(json.loads(frame.get_payload_as_utf8_text()))
+            text = frame.get_payload_as_utf8_text()
+            if header := audio_header(text):
+                self._reply(*header)
+            else:
+                self._message(json.loads(text))
         elif kind is WSMsgType.CLOSE:
             code = frame.get_close_code()
             self.close_code = code.value if isinstance(code, WSCloseCode) else int(code)
@@ -162,10 +183,6 @@ class Client(WSListener):
 
     def _message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind == "audio":
-            header = base64.b64decode(message["audio"][:B64_HEADER_CHARS])
-            self._reply(*HEADER.unpack_from(header))
-            return
         if kind == "session_start":
             self.run.setups.append(time.perf_counter_ns() - self.started)
         elif kind == "error":
