@@ -55,6 +55,9 @@ class EchoModel(QueuedModel):
         self._audio_id: str | None = None  # content id of the open audio reply, if any
         self._audio_response_id = ""
         self._resampler = Resampler(input_sample_rate, output_sample_rate)
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_audio = 0.0  # loop time of the latest audio frame
+        self._putting = 0  # audio frames waiting for room in the event queue
 
     async def start(
         self,
@@ -66,18 +69,30 @@ class EchoModel(QueuedModel):
         self._open_events(self._queue_size)
 
     async def stop(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         self._close_events()
 
-    async def _next(self, events: asyncio.Queue[Any]) -> Any:
-        if self._audio_id is None:
-            return await events.get()
-        try:
-            async with asyncio.timeout(self._audio_idle_s):
-                return await events.get()
-        except TimeoutError:  # the audio turn is over; the queue is empty, so this fits
-            for event in self._close_audio():
-                events.put_nowait(event)
-            return events.get_nowait()
+    def _watch_idle(self) -> None:
+        """The idle timer of an open audio reply: one timer a reply, re-armed while audio
+        keeps arriving (each frame only stamps the time), not a timeout a frame."""
+        self._idle_timer = None
+        events = self._events
+        if self._audio_id is None or events is None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._last_audio + self._audio_idle_s
+        # A frame still being put (the queue was full) is audio arriving, not silence; and
+        # the two closing events must fit behind what is queued.
+        if loop.time() < due:
+            self._idle_timer = loop.call_at(due, self._watch_idle)
+            return
+        if self._putting or events.maxsize - events.qsize() < 2:
+            self._idle_timer = loop.call_later(self._audio_idle_s / 4, self._watch_idle)
+            return
+        for event in self._close_audio():
+            events.put_nowait(event)
 
     async def send(self, content: BidiMessage | BidiContentDelta) -> None:
         events = self._events
@@ -101,14 +116,27 @@ class EchoModel(QueuedModel):
             await self._say(events, text)
 
     async def _echo_audio(self, events: asyncio.Queue[Any], pcm: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        self._last_audio = loop.time()
         if self._audio_id is None:
             self._audio_response_id, self._audio_id = new_id(), new_id()
             await events.put(BidiResponseStartEvent(self._audio_response_id))
             await events.put(BidiAudioStartEvent(self._audio_id))
+            if self._idle_timer is None:
+                self._idle_timer = loop.call_at(self._last_audio + self._audio_idle_s, self._watch_idle)
         out = self._resampler(pcm)
         if out:
-            audio = b64encode(out).decode("ascii")
-            await events.put(BidiAudioDeltaEvent(audio, "pcm", self.output_sample_rate, 1, self._audio_id))
+            event = BidiAudioDeltaEvent(
+                b64encode(out).decode("ascii"), "pcm", self.output_sample_rate, 1, self._audio_id
+            )
+            if events.full():
+                self._putting += 1
+                try:
+                    await events.put(event)
+                finally:
+                    self._putting -= 1
+            else:
+                events.put_nowait(event)
 
     def _close_audio(self) -> list[BidiOutputEvent]:
         if self._audio_id is None:
