@@ -17,7 +17,6 @@ close 1013) rather than holding a connection whose client may be long gone.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -43,8 +42,9 @@ from app.edge.ratelimit import InputLimits, RateLimited
 from app.edge.refusals import Refusals
 from app.edge.timeouts import NOT_WAITING, Watchdog
 from app.errors import ModelError, ProtocolError, SessionError
+from app.feed import Feed, InputStalled
 from app.logs import session_id_var
-from app.metrics import Metrics, TurnClock
+from app.metrics import Metrics
 from app.models import ModelProvider
 from app.plugins import SERVICES_KEY, ToolServices
 from app.registry import SessionRegistry
@@ -81,11 +81,6 @@ def _gone(gone: ClientGone) -> Outcome:
     return Outcome(gone.reason, gone.code, client_gone=True)
 
 
-class _InputStalled(Exception):
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-
 @dataclass(frozen=True, slots=True)
 class SessionContext:
     """What every session of one app shares."""
@@ -111,8 +106,6 @@ class Session:
         self.context = context
         self.outcome: Outcome | None = None
         limits = context.settings
-        self._audio: asyncio.Queue[bytes] = asyncio.Queue(limits.audio_queue_size)
-        self._text: asyncio.Queue[str] = asyncio.Queue(limits.text_queue_size)
         self._watchdog = Watchdog(limits.idle_timeout, limits.max_session_duration)
         self._cancel_scope: anyio.CancelScope | None = None
         self._turn = Turn()
@@ -220,13 +213,25 @@ class Session:
         turns = metrics.turn_clock()
         encoder = OutputEncoder(options.output_sample_rate, options.audio, metrics.traffic, turns)
         resampler = Resampler(options.input_sample_rate, model_input_rate)
+        stall = settings.input_stall_timeout
+
+        async def send_audio(pcm: bytes) -> None:
+            if pcm := resampler(pcm):
+                await self._to_model(agent, AudioDelta(format="pcm", source={"bytes": pcm}))
+
+        async def send_text(text: str) -> None:
+            turns.user_turn_ended()  # its answer is due from now (before: a model may answer within send)
+            await self._to_model(agent, text)
+
+        audio = Feed("session:audio-send", settings.audio_queue_size, stall, send_audio)
+        text = Feed("session:text-send", settings.text_queue_size, stall, send_text)
         async with anyio.create_task_group() as tasks:
             self._cancel_scope = tasks.cancel_scope
             if self.outcome is not None:  # decided before there was a scope to cancel (a drain)
                 tasks.cancel_scope.cancel()
-            tasks.start_soon(self._read, parser, limits, name="session:reader")
-            tasks.start_soon(self._pump_audio, agent, resampler, name="session:audio-pump")
-            tasks.start_soon(self._pump_text, agent, turns, name="session:text-pump")
+            tasks.start_soon(self._read, parser, limits, audio, text, name="session:reader")
+            tasks.start_soon(audio.pump, name="session:audio-pump")
+            tasks.start_soon(text.pump, name="session:text-pump")
             tasks.start_soon(self._relay, agent, encoder, name="session:relay")
             if self._watchdog.enabled:
                 tasks.start_soon(self._watch, name="session:watchdog")
@@ -281,22 +286,24 @@ class Session:
 
     # the tasks -------------------------------------------------------------------
 
-    async def _read(self, parser: Parser, limits: InputLimits) -> None:
+    async def _read(self, parser: Parser, limits: InputLimits, audio: Feed[bytes], text: Feed[str]) -> None:
         try:
-            await self._read_frames(parser, limits)
+            await self._read_frames(parser, limits, audio, text)
         except ClientGone as gone:
             self._client_gone(gone)
         except RateLimited as limited:
             self.context.refusals.record("rate_limited", limited.message)
             self._finish(Outcome(limited.code, limited.close_code, limited))
-        except _InputStalled as stalled:
+        except InputStalled as stalled:
             logger.warning("model took no input for %.1fs; closing", stalled.seconds)
             error = SessionError(f"the model took no input for {stalled.seconds:g} s", code="input_stalled")
             self._finish(Outcome("input_stalled", status.WS_1013_TRY_AGAIN_LATER, error))
 
-    async def _read_frames(self, parser: Parser, limits: InputLimits) -> None:
+    async def _read_frames(
+        self, parser: Parser, limits: InputLimits, audio: Feed[bytes], text: Feed[str]
+    ) -> None:
         receive, send, warn = self.client.receive, self.client.send, self.client.send_message
-        audio, text = self._audio, self._text
+        put_audio = audio.put
         audio_limit, text_limit, watchdog = limits.audio, limits.text, self._watchdog
         traffic, seconds_per_byte = self.context.metrics.traffic, 0.5 / parser.input_sample_rate  # PCM16
         while True:
@@ -320,16 +327,16 @@ class Session:
             match message:
                 case AudioIn(pcm=pcm):
                     traffic.audio_in += len(pcm) * seconds_per_byte
-                    await self._enqueue(audio, pcm)
+                    await put_audio(pcm)
                 case TextIn(text=user_text):
                     self._turn.owe()
-                    await self._enqueue(text, user_text)
+                    await text.put(user_text)
                 case Ping():
                     await send(out.PONG)
                 case ProtocolError():
                     await warn(message.to_wire())
                 case End():
-                    await self._drain()
+                    await self._drain(audio, text)
                     self._finish(Outcome("client_end"))
                     return
                 case _:
@@ -345,44 +352,11 @@ class Session:
         self.context.refusals.record(expiry, detail)
         self._finish(Outcome(expiry))
 
-    async def _enqueue[T](self, queue: asyncio.Queue[T], item: T) -> None:
-        if not queue.full():
-            queue.put_nowait(item)
-            return
-        # Backpressure: stop reading the socket until the model takes input again, but
-        # not forever: a model that stalls must not hold a dead connection open.
-        stall = self.context.settings.input_stall_timeout
-        with anyio.move_on_after(stall):
-            await queue.put(item)
-            return
-        raise _InputStalled(stall)
-
-    async def _drain(self) -> None:
+    async def _drain(self, audio: Feed[bytes], text: Feed[str]) -> None:
         """Let everything the client sent reach the model before the session ends."""
         with anyio.move_on_after(self.context.settings.stop_timeout):
-            await self._audio.join()
-            await self._text.join()
-
-    async def _pump_audio(self, agent: BidiAgent, resampler: Resampler) -> None:
-        queue = self._audio
-        while True:
-            pcm = await queue.get()
-            try:
-                pcm = resampler(pcm)
-                if pcm:
-                    await self._to_model(agent, AudioDelta(format="pcm", source={"bytes": pcm}))
-            finally:
-                queue.task_done()
-
-    async def _pump_text(self, agent: BidiAgent, turns: TurnClock) -> None:
-        queue = self._text
-        while True:
-            text = await queue.get()
-            try:
-                turns.user_turn_ended()  # its answer is due from now (before: a model may answer within send)
-                await self._to_model(agent, text)
-            finally:
-                queue.task_done()
+            await audio.join()
+            await text.join()
 
     async def _to_model(self, agent: BidiAgent, item: Any) -> None:
         try:
