@@ -215,9 +215,15 @@ class Session:
         resampler = Resampler(options.input_sample_rate, model_input_rate)
         stall = settings.input_stall_timeout
 
-        async def send_audio(pcm: bytes) -> None:
-            if pcm := resampler(pcm):
-                await self._to_model(agent, AudioDelta(format="pcm", source={"bytes": pcm}))
+        resample = None if resampler.passthrough else resampler  # equal rates: no call a frame
+
+        async def send_audio(pcm: bytes) -> None:  # the hot path: no extra await layer
+            if resample is not None and not (pcm := resample(pcm)):
+                return
+            try:
+                await agent.send(AudioDelta(format="pcm", source={"bytes": pcm}))
+            except Exception as exc:
+                self._model_failed(exc)
 
         async def send_text(text: str) -> None:
             turns.user_turn_ended()  # its answer is due from now (before: a model may answer within send)
@@ -306,10 +312,14 @@ class Session:
         put_audio = audio.put
         audio_limit, text_limit, watchdog = limits.audio, limits.text, self._watchdog
         traffic, seconds_per_byte = self.context.metrics.traffic, 0.5 / parser.input_sample_rate  # PCM16
+        stamp = watchdog.watches_idle
         while True:
-            watchdog.waiting_since = time.monotonic()
-            data = await receive()
-            watchdog.waiting_since = NOT_WAITING
+            if stamp:
+                watchdog.waiting_since = time.monotonic()
+                data = await receive()
+                watchdog.waiting_since = NOT_WAITING
+            else:
+                data = await receive()
             message: ClientMessage | ProtocolError
             try:
                 message = parser.binary(data) if isinstance(data, bytes) else parser.text(data)

@@ -33,6 +33,11 @@ class Watchdog:
         self.waiting_since = NOT_WAITING  # the reader's: when it began waiting for a frame
 
     @property
+    def watches_idle(self) -> bool:
+        """Whether the reader's `waiting_since` stamps are read (IDLE_TIMEOUT is on)."""
+        return self._idle < math.inf
+
+    @property
     def enabled(self) -> bool:
         return self._idle < math.inf or self._deadline < math.inf
 
