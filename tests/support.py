@@ -12,6 +12,8 @@ Sections, in order:
   - any other text is answered with "You said: TEXT" (transcript and audio);
   - audio is recorded and answered with a user transcript and the same audio;
   - `hold_stop`, when a test sets it, is an event stop() waits for (a slow model stop);
+  - `hold_audio`, when a test sets it, is an event each audio send waits for (a model
+    slow to take input), and `audio_held` is set once one waits;
 - WebSocket conversations: connecting (in-process or to a port), reading messages,
   streaming audio at a given speed or for as long as the test wants;
 - clients that stop reading: `non_reader`, a raw socket with a tiny receive buffer;
@@ -118,6 +120,8 @@ class ScriptedModel(BidiModel):
         self.stop_calls = 0
         self.hang = False
         self.hold_stop: asyncio.Event | None = None
+        self.hold_audio: asyncio.Event | None = None
+        self.audio_held = asyncio.Event()
         self._queue: asyncio.Queue[Any] | None = None
         self._streamer: asyncio.Task[None] | None = None
 
@@ -168,6 +172,9 @@ class ScriptedModel(BidiModel):
         if isinstance(content, AudioDelta):
             if self.hang:
                 await asyncio.Event().wait()  # never takes this audio; cancelled at stop
+            if self.hold_audio is not None and not self.hold_audio.is_set():
+                self.audio_held.set()
+                await self.hold_audio.wait()
             pcm = content.source["bytes"]
             self.audio_in += pcm
             self._say(None, pcm, transcript_role="user", transcript=f"{len(pcm)} bytes")

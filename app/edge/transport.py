@@ -213,28 +213,18 @@ class _CloseDeadline(asyncio.Transport):
         super().__init__()
         self._transport = transport
         self._on_close = on_close
+        # The pass-throughs are the transport's own bound methods, set on the instance:
+        # a write (once a frame) is then a direct call, not one through a Python method.
+        self.write = transport.write  # type: ignore[method-assign]
+        self.abort = transport.abort  # type: ignore[method-assign]
+        self.is_closing = transport.is_closing  # type: ignore[method-assign]
+        self.pause_reading = transport.pause_reading  # type: ignore[method-assign]
+        self.resume_reading = transport.resume_reading  # type: ignore[method-assign]
+        self.get_write_buffer_size = transport.get_write_buffer_size  # type: ignore[method-assign]
 
     def close(self) -> None:
         self._transport.close()
         self._on_close()
-
-    def write(self, data: bytes | bytearray | memoryview[Any]) -> None:
-        self._transport.write(data)
-
-    def abort(self) -> None:
-        self._transport.abort()
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def pause_reading(self) -> None:
-        self._transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._transport.resume_reading()
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._transport.get_extra_info(name, default)

@@ -5,6 +5,7 @@ Only the model is scripted (tests/support.py: ScriptedModel, a BidiModel subclas
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -287,6 +288,31 @@ class TestErrorHandling:
         assert of_type(seen, "error")[-1]["code"] == "message_too_large"
         assert of_type(seen, "error")[-1]["fatal"] is True
         assert len(scripted.model.audio_in) == 640
+
+    async def test_audio_behind_a_slow_send_keeps_its_order_and_the_reader_keeps_reading(
+        self, app_factory: Callable[..., Starlette], scripted: ScriptedProvider
+    ) -> None:
+        # The first frame's send suspends (app/feed.py: it goes on as a task of its own);
+        # the frames after it queue behind it, and meanwhile the reader still answers a ping.
+        app = app_factory(scripted, audio_queue_size=8)
+        async with connect(app) as ws:
+            await start(ws)
+            scripted.model.hold_audio = asyncio.Event()
+            frames = [tone(320, value) for value in range(1, 6)]
+            for frame in frames:
+                await ws.send_bytes(frame)
+            with anyio.fail_after(2):
+                await scripted.model.audio_held.wait()
+            await ws.send_text('{"type":"ping"}')
+            await receive_until(ws, "pong")
+            assert scripted.model.audio_in == b""  # nothing overtook the held frame
+            scripted.model.hold_audio.set()
+            with anyio.fail_after(2):
+                while len(scripted.model.audio_in) < 5 * 640:
+                    await receive_json(ws)
+        assert scripted.model.audio_in == b"".join(frames)
+        await wait_closed(app)
+        await assert_no_session_tasks()
 
     async def test_stalled_model_ends_session_with_1013(
         self, app_factory: Callable[..., Starlette], scripted: ScriptedProvider
