@@ -1,18 +1,19 @@
 """One WebSocket conversation: the socket, a `BidiAgent`, and the tasks between them.
 
-    socket reader ──> audio queue ──> audio pump ──┐
-                  └─> text queue  ──> text pump  ──┴─> agent.send ─> model
+    socket reader ──> audio feed (queue + pump) ──┐
+                  └─> text feed  (queue + pump) ──┴─> agent.send ─> model
     socket <── output relay <── OutputEncoder <── agent.receive <── model, tools
 
-All four run in one task group owned by `Session.serve`. The first to finish decides the
-`Outcome`; the rest are cancelled, the agent (and so the model and any running tool) is
-stopped under a deadline, and the socket is closed with the outcome's code.
+All of them run in one task group owned by `Session.serve`. The first to finish decides
+the `Outcome`; the rest are cancelled, the agent (and so the model and any running tool)
+is stopped under a deadline, and the socket is closed with the outcome's code.
 
-Queue policy: both input queues are bounded (AUDIO_QUEUE_SIZE, TEXT_QUEUE_SIZE). When
-one is full the reader waits, so a model that cannot keep up slows the reading of the
-socket (TCP backpressure) instead of buffering without limit or dropping input. A model
-that takes nothing for INPUT_STALL_TIMEOUT seconds ends the session (`input_stalled`,
-close 1013) rather than holding a connection whose client may be long gone.
+Queue policy (app/feed.py): both input queues are bounded (AUDIO_QUEUE_SIZE,
+TEXT_QUEUE_SIZE). When one is full the reader waits, so a model that cannot keep up
+slows the reading of the socket (TCP backpressure) instead of buffering without limit or
+dropping input. A model that takes nothing for INPUT_STALL_TIMEOUT seconds ends the
+session (`input_stalled`, close 1013) rather than holding a connection whose client may
+be long gone. A frame that finds its feed idle skips the queue: its send starts at once.
 """
 
 from __future__ import annotations
