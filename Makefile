@@ -15,7 +15,7 @@ for p in $$root/versions/3.13*/bin/python3 $$root/versions/3.12*/bin/python3; do
 done; exit 1
 endef
 
-.PHONY: run test test-unit lint format env-example bench bench-quick soak bench-local bench-frames bench-handshakes bench-drain clean
+.PHONY: run test test-unit lint format env-example bench bench-quick bench-floor soak bench-local bench-frames bench-handshakes bench-drain clean
 
 $(STAMP): pyproject.toml
 	@py=$$($(find_python)) || { echo "error: Python 3.12+ not found (tried python3.13, python3.12 and pyenv's versions). Install Python 3.12 or 3.13." >&2; exit 1; }; \
@@ -56,6 +56,10 @@ bench-quick: $(STAMP)
 	$(PY) -m bench.load --quick
 
 SOAK_SECONDS ?= 300
+# What a relay through BidiAgent cannot go below: the bare echo with strands' two hand-offs.
+bench-floor: $(STAMP)
+	$(PY) -m bench.floor
+
 soak: $(STAMP)
 	$(PY) -m bench.load --soak --soak-seconds $(SOAK_SECONDS)
 

@@ -6,6 +6,11 @@ or model, no logging):
 - a JSON audio message is parsed (`json.loads`), its audio base64-decoded, then encoded
   again (base64, `json.dumps`) into the `audio` message our server sends, and sent back.
 
+With `BASELINE_HOPS=N` (bench/floor.py), each frame is handed on N times, through a
+bounded `asyncio.Queue` to a task of its own each time, before the last task sends the
+reply: the task switches a relay through strands' `BidiAgent` cannot avoid (N=2: the
+agent loop's model reader and our output relay), and nothing else of ours.
+
 On connect it sends a `session_start` text message, so set-up time is measured to the
 same point as for our server. /health reports the open sessions, which bench/load.py
 waits to fall to 0 between steps.
@@ -21,7 +26,9 @@ outbound-buffer bound) are part of what our server adds, so the ratio counts the
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import itertools
 import json
 import os
 
@@ -30,6 +37,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Message
 from starlette.websockets import WebSocket
 
 from app.config import load_settings
@@ -38,7 +46,63 @@ from app.serving import server_options
 SESSION_START = json.dumps({"type": "session_start", "session_id": "baseline", "protocol": 1})
 
 
-def create_app() -> Starlette:
+HOPS = int(os.environ.get("BASELINE_HOPS", "0"))
+QUEUE_SIZE = 64
+
+
+def answer(message: Message) -> bytes | str | None:
+    """The reply to one frame: a binary frame as it is; a JSON audio message decoded and
+    encoded again into our `audio` message; None for anything else (a relay would pass it
+    on; the benchmark sends none)."""
+    data: bytes | None = message.get("bytes")
+    if data is not None:
+        return data
+    audio = json.loads(message["text"]).get("audio")
+    if audio is None:
+        return None
+    pcm = base64.b64decode(audio)
+    reply = {"type": "audio", "sample_rate": 16000, "format": "pcm16"}
+    reply["audio"] = base64.b64encode(pcm).decode("ascii")
+    return json.dumps(reply)
+
+
+async def send(websocket: WebSocket, frame: bytes | str | None) -> None:
+    if isinstance(frame, bytes):
+        await websocket.send_bytes(frame)
+    elif frame is not None:
+        await websocket.send_text(frame)
+
+
+async def hand_on(source: asyncio.Queue[Message], to: asyncio.Queue[Message]) -> None:
+    while True:
+        await to.put(await source.get())
+
+
+async def answer_from(source: asyncio.Queue[Message], websocket: WebSocket) -> None:
+    while True:
+        await send(websocket, answer(await source.get()))
+
+
+async def relay(websocket: WebSocket, hops: int) -> None:
+    if not hops:  # the baseline proper: one task, no hand-off
+        while (message := await websocket.receive())["type"] != "websocket.disconnect":
+            frame = answer(message)
+            if isinstance(frame, bytes):
+                await websocket.send_bytes(frame)
+            elif frame is not None:
+                await websocket.send_text(frame)
+        return
+    queues: list[asyncio.Queue[Message]] = [asyncio.Queue(QUEUE_SIZE) for _ in range(hops)]
+    async with asyncio.TaskGroup() as tasks:
+        handers = [tasks.create_task(hand_on(a, b)) for a, b in itertools.pairwise(queues)]
+        last = tasks.create_task(answer_from(queues[-1], websocket))
+        while (message := await websocket.receive())["type"] != "websocket.disconnect":
+            await queues[0].put(message)
+        for task in (*handers, last):
+            task.cancel()
+
+
+def create_app(hops: int = HOPS) -> Starlette:
     open_sessions = 0
 
     async def echo(websocket: WebSocket) -> None:
@@ -47,21 +111,7 @@ def create_app() -> Starlette:
         open_sessions += 1
         try:
             await websocket.send_text(SESSION_START)
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                data = message.get("bytes")
-                if data is not None:
-                    await websocket.send_bytes(data)
-                    continue
-                audio = json.loads(message["text"]).get("audio")
-                if audio is None:  # not audio: a relay would pass it on; the benchmark sends none
-                    continue
-                pcm = base64.b64decode(audio)
-                reply = {"type": "audio", "sample_rate": 16000, "format": "pcm16"}
-                reply["audio"] = base64.b64encode(pcm).decode("ascii")
-                await websocket.send_text(json.dumps(reply))
+            await relay(websocket, hops)
         finally:
             open_sessions -= 1
 

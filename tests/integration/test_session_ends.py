@@ -4,6 +4,7 @@ failure in the layer below it that is not a client leaving."""
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.serving import server_options
+from app.session import Session
 from tests.support import (
     TOOLS_DIR,
     ScriptedProvider,
@@ -105,3 +107,29 @@ async def test_a_client_that_stops_answering_pings_is_closed_as_keepalive_timeou
     assert len(closed) == 1
     assert "reason=keepalive_timeout code=1011" in closed[0]
     assert scripted.model.stop_calls == 1
+
+
+async def test_an_ended_session_is_freed_at_once_not_left_for_the_garbage_collector(
+    app_factory: Callable[..., Starlette],
+) -> None:
+    # Reference counting frees it as it ends when nothing keeps it in a cycle; left in one,
+    # its objects wait for a full collection, which pauses every other session (app/session.py).
+    app = app_factory(None, model_provider="echo")
+    gc.collect()
+    gc.disable()
+    try:
+        for query, end in (("audio=binary", '{"type":"end"}'), ("", None)):
+            async with connect(app, query) as ws:
+                await start(ws)
+                await ws.send_bytes(b"\x01\x00" * 320)  # audio, then text: both feeds used
+                await ws.send_text('{"type":"text","text":"hi"}')
+                await receive_until(ws, "transcript", final=True)
+                if end:
+                    await ws.send_text(end)  # the client ends it
+                    await expect_close(ws)
+                # else: the client just goes (a disconnect)
+            await wait_closed(app)
+            alive = [o for o in gc.get_objects() if isinstance(o, Session)]
+            assert not alive
+    finally:
+        gc.enable()
