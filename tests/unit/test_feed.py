@@ -6,6 +6,8 @@ tests/integration/test_websocket_flows.py."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import pytest
@@ -36,6 +38,19 @@ class Sink:
         self.sent.append(item)
 
 
+@asynccontextmanager
+async def pumping(size: int, stall_timeout: float = 1.0) -> AsyncIterator[tuple[Feed[int], Sink]]:
+    """A feed with its pump running, whose sends wait at the sink's gate until the test
+    opens it; the pump is ended (cancelled) when the block ends."""
+    sink = Sink()
+    feed = Feed[int]("test:send", size, stall_timeout, sink.send)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(feed.pump)
+        sink.gate.clear()
+        yield feed, sink
+        tasks.cancel_scope.cancel()
+
+
 def feed_tasks() -> set[asyncio.Task[object]]:
     return {t for t in asyncio.all_tasks() if t.get_name().startswith("test:")}
 
@@ -51,11 +66,7 @@ async def test_an_idle_feed_sends_within_put_and_queues_nothing() -> None:
 
 
 async def test_items_after_a_suspended_send_wait_their_turn_without_holding_the_reader() -> None:
-    sink = Sink()
-    feed = Feed[int]("test:send", 8, 1.0, sink.send)
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(feed.pump)
-        sink.gate.clear()
+    async with pumping(8) as (feed, sink):
         with anyio.fail_after(1):
             for item in range(5):
                 await feed.put(item)  # returns at once: 0 is in flight, the rest queued
@@ -67,29 +78,19 @@ async def test_items_after_a_suspended_send_wait_their_turn_without_holding_the_
         assert sink.sent == [0, 1, 2, 3, 4]
         await feed.put(5)  # idle again: sent at once
         assert sink.sent[-1] == 5
-        tasks.cancel_scope.cancel()
 
 
 async def test_ending_the_pump_cancels_a_send_in_flight_and_waits_for_it() -> None:
-    sink = Sink()
-    feed = Feed[int]("test:send", 4, 1.0, sink.send)
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(feed.pump)
-        sink.gate.clear()
+    async with pumping(4) as (feed, sink):
         await feed.put(7)
         with anyio.fail_after(1):
             await sink.waiting.wait()
-        tasks.cancel_scope.cancel()
     assert sink.cancelled == [7]
     assert not feed_tasks()
 
 
 async def test_a_full_queue_behind_a_stuck_send_stalls_the_reader_after_the_timeout() -> None:
-    sink = Sink()
-    feed = Feed[int]("test:send", 1, 0.2, sink.send)
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(feed.pump)
-        sink.gate.clear()
+    async with pumping(1, stall_timeout=0.2) as (feed, sink):
         await feed.put(0)  # in flight, stuck
         await feed.put(1)  # queued; the pump takes it and waits behind 0
         await anyio.wait_all_tasks_blocked()  # the pump has taken 1
@@ -97,7 +98,6 @@ async def test_a_full_queue_behind_a_stuck_send_stalls_the_reader_after_the_time
         await feed.put(2)  # queued: the queue is now full
         with anyio.fail_after(2), pytest.raises(InputStalled):
             await feed.put(3)
-        tasks.cancel_scope.cancel()
     assert sink.sent == []
     assert not feed_tasks()
 
