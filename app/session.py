@@ -4,9 +4,11 @@
                   └─> text feed  (queue + pump) ──┴─> agent.send ─> model
     socket <── output relay <── OutputEncoder <── agent.receive <── model, tools
 
-All of them run in one task group owned by `Session.serve`. The first to finish decides
-the `Outcome`; the rest are cancelled, the agent (and so the model and any running tool)
-is stopped under a deadline, and the socket is closed with the outcome's code.
+The reader is app/reader.py, the feeds app/feed.py, the relay app/relay.py; the session
+builds them, runs them in one task group, and decides how it ends (app/outcome.py). The
+first outcome wins; the other tasks are cancelled, the agent (and so the model and any
+running tool) is stopped under a deadline, and the socket is closed with the outcome's
+code.
 
 Queue policy (app/feed.py): both input queues are bounded (AUDIO_QUEUE_SIZE,
 TEXT_QUEUE_SIZE). When one is full the reader waits, so a model that cannot keep up
@@ -24,7 +26,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, assert_never
+from typing import Any
 
 import anyio
 from starlette import status
@@ -37,50 +39,29 @@ from strands.types.tools import AgentTool
 from app.agent import build_agent, model_rates
 from app.audio import Resampler
 from app.config import Settings
-from app.drain import TURN_EVENTS, Drain, Turn
+from app.drain import Drain, Turn
 from app.edge.agentcore import unique_session_id
 from app.edge.gate import Admitted
-from app.edge.ratelimit import InputLimits, RateLimited
+from app.edge.ratelimit import InputLimits
 from app.edge.refusals import Refusals
-from app.edge.timeouts import NOT_WAITING, Watchdog
+from app.edge.timeouts import Watchdog
 from app.errors import ModelError, ProtocolError, SessionError
-from app.feed import Feed, InputStalled
+from app.feed import Feed
 from app.logs import session_id_var
 from app.metrics import Metrics
 from app.models import ModelProvider
+from app.outcome import SHUTDOWN, Outcome, describe
 from app.plugins import SERVICES_KEY, ToolServices
+from app.reader import Reader
 from app.registry import SessionRegistry
+from app.relay import relay
 from app.tracing import start_session_trace
 from app.wire import outbound as out
 from app.wire.connection import SLOW_CLIENT, ClientConnection, ClientGone
 from app.wire.encoder import OutputEncoder
-from app.wire.inbound import (
-    AudioIn,
-    ClientMessage,
-    ConnectOptions,
-    End,
-    Parser,
-    Ping,
-    TextIn,
-    parse_connect_options,
-)
+from app.wire.inbound import ConnectOptions, Parser, parse_connect_options
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    reason: str
-    close_code: int = status.WS_1000_NORMAL_CLOSURE
-    error: SessionError | None = None
-    client_gone: bool = False  # the socket is already closed: send nothing more
-
-
-SHUTDOWN = Outcome("server_shutdown", status.WS_1012_SERVICE_RESTART)
-
-
-def _gone(gone: ClientGone) -> Outcome:
-    return Outcome(gone.reason, gone.code, client_gone=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +144,7 @@ class Session:
             await self._converse(agent, options, input_rate)
         except Exception:
             logger.exception("session failed")
-            self._finish(
+            self.finish(
                 Outcome("internal_error", status.WS_1011_INTERNAL_ERROR, SessionError("internal error"))
             )
         finally:
@@ -182,7 +163,7 @@ class Session:
         try:
             await self.client.send_message(self._session_start(model, options, agent.tool_names))
         except ClientGone as gone:
-            self._client_gone(gone)
+            self.client_gone(gone)
             return
         logger.info(
             "session started: provider=%s model=%s rates in=%d out=%d audio=%s principal=%s",
@@ -203,7 +184,7 @@ class Session:
             await agent.start(invocation_state={SERVICES_KEY: self.context.services, "session_id": self.id})
         except Exception as exc:
             logger.exception("model failed to start")
-            self._finish(Outcome("model_error", status.WS_1011_INTERNAL_ERROR, ModelError(str(exc))))
+            self.finish(Outcome("model_error", status.WS_1011_INTERNAL_ERROR, ModelError(str(exc))))
             return
         await self._run(agent, options, model_input_rate)
 
@@ -225,7 +206,7 @@ class Session:
             try:
                 await agent.send(AudioDelta(format="pcm", source={"bytes": pcm}))
             except Exception as exc:
-                self._model_failed(exc)
+                self.model_failed(exc)
 
         async def send_text(text: str) -> None:
             turns.user_turn_ended()  # its answer is due from now (before: a model may answer within send)
@@ -233,6 +214,19 @@ class Session:
 
         audio = Feed("session:audio-send", settings.audio_queue_size, stall, send_audio)
         text = Feed("session:text-send", settings.text_queue_size, stall, send_text)
+        reader = Reader(
+            client=self.client,
+            parser=parser,
+            limits=limits,
+            audio=audio,
+            text=text,
+            watchdog=self._watchdog,
+            turn=self._turn,
+            traffic=metrics.traffic,
+            refusals=self.context.refusals,
+            drain_timeout=settings.stop_timeout,
+            ending=self,
+        )
         # asyncio's task group, ended by cancelling its tasks, not anyio's ended by its
         # cancel scope: the same structure (the first to finish ends the rest, and the
         # group waits for them), but no exception is kept for a task cancelled at the end.
@@ -244,10 +238,12 @@ class Session:
         try:
             async with asyncio.TaskGroup() as group:
                 self._tasks = [
-                    group.create_task(self._read(parser, limits, audio, text), name="session:reader"),
+                    group.create_task(reader.run(), name="session:reader"),
                     group.create_task(audio.pump(), name="session:audio-pump"),
                     group.create_task(text.pump(), name="session:text-pump"),
-                    group.create_task(self._relay(agent, encoder), name="session:relay"),
+                    group.create_task(
+                        relay(agent, encoder, self.client, self._turn, self), name="session:relay"
+                    ),
                 ]
                 if self._watchdog.enabled:
                     self._tasks.append(group.create_task(self._watch(), name="session:watchdog"))
@@ -256,23 +252,27 @@ class Session:
         finally:
             self._tasks = []  # the cancelled tasks hold their tracebacks, which hold this session
 
-    def _client_gone(self, gone: ClientGone) -> None:
+    def client_gone(self, gone: ClientGone) -> None:
         if gone.reason == SLOW_CLIENT and self.outcome is None:  # cut by app/edge/transport.py
             timeout = self.context.settings.slow_client_timeout
             self.context.refusals.record("slow_client", f"left its outbound buffer full for {timeout:g} s")
-        self._finish(_gone(gone))
+        self.finish(Outcome.gone(gone))
 
     # the drain (app/drain.py) calls these ----------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
     def wind_down(self) -> None:
         self._draining = True
         if not self._turn.busy:
-            self._finish(SHUTDOWN)
+            self.finish(SHUTDOWN)
 
     def close_now(self) -> None:
-        self._finish(SHUTDOWN)
+        self.finish(SHUTDOWN)
 
-    def _finish(self, outcome: Outcome) -> None:
+    def finish(self, outcome: Outcome) -> None:
         """The first outcome wins; it ends every task of the session."""
         if self.outcome is None:
             self.outcome = outcome
@@ -307,67 +307,7 @@ class Session:
         if scope.cancelled_caught:
             logger.warning("agent did not stop within %.1fs", self.context.settings.stop_timeout)
 
-    # the tasks -------------------------------------------------------------------
-
-    async def _read(self, parser: Parser, limits: InputLimits, audio: Feed[bytes], text: Feed[str]) -> None:
-        try:
-            await self._read_frames(parser, limits, audio, text)
-        except ClientGone as gone:
-            self._client_gone(gone)
-        except RateLimited as limited:
-            self.context.refusals.record("rate_limited", limited.message)
-            self._finish(Outcome(limited.code, limited.close_code, limited))
-        except InputStalled as stalled:
-            logger.warning("model took no input for %.1fs; closing", stalled.seconds)
-            error = SessionError(f"the model took no input for {stalled.seconds:g} s", code="input_stalled")
-            self._finish(Outcome("input_stalled", status.WS_1013_TRY_AGAIN_LATER, error))
-
-    async def _read_frames(
-        self, parser: Parser, limits: InputLimits, audio: Feed[bytes], text: Feed[str]
-    ) -> None:
-        receive, send, warn = self.client.receive, self.client.send, self.client.send_message
-        put_audio = audio.put
-        audio_limit, text_limit, watchdog = limits.audio, limits.text, self._watchdog
-        traffic, seconds_per_byte = self.context.metrics.traffic, 0.5 / parser.input_sample_rate  # PCM16
-        stamp = watchdog.watches_idle
-        while True:
-            if stamp:
-                watchdog.waiting_since = time.monotonic()
-                data = await receive()
-                watchdog.waiting_since = NOT_WAITING
-            else:
-                data = await receive()
-            message: ClientMessage | ProtocolError
-            try:
-                message = parser.binary(data) if isinstance(data, bytes) else parser.text(data)
-            except ProtocolError as exc:
-                if exc.fatal:
-                    self._finish(Outcome(exc.code, exc.close_code, exc))
-                    return
-                message = exc  # answered below, within the text limit
-            # Audio is limited by its length; every other frame (pings, bad ones) by count.
-            if isinstance(message, AudioIn):
-                if wait := audio_limit.take(len(message.pcm)):
-                    await audio_limit.pace(wait, warn)
-            elif wait := text_limit.take(1):
-                await text_limit.pace(wait, warn)
-            match message:
-                case AudioIn(pcm=pcm):
-                    traffic.audio_in += len(pcm) * seconds_per_byte
-                    await put_audio(pcm)
-                case TextIn(text=user_text):
-                    self._turn.owe()
-                    await text.put(user_text)
-                case Ping():
-                    await send(out.PONG)
-                case ProtocolError():
-                    await warn(message.to_wire())
-                case End():
-                    await self._drain(audio, text)
-                    self._finish(Outcome("client_end"))
-                    return
-                case _:
-                    assert_never(message)
+    # the tasks (the reader and the relay are app/reader.py and app/relay.py) ----------
 
     async def _watch(self) -> None:
         expiry = await self._watchdog.expired()
@@ -377,58 +317,21 @@ class Session:
         else:
             detail = f"open for {settings.max_session_duration:g} s"
         self.context.refusals.record(expiry, detail)
-        self._finish(Outcome(expiry))
-
-    async def _drain(self, audio: Feed[bytes], text: Feed[str]) -> None:
-        """Let everything the client sent reach the model before the session ends."""
-        with anyio.move_on_after(self.context.settings.stop_timeout):
-            await audio.join()
-            await text.join()
+        self.finish(Outcome(expiry))
 
     async def _to_model(self, agent: BidiAgent, item: Any) -> None:
         try:
             await agent.send(item)
         except Exception as exc:
-            self._model_failed(exc)
+            self.model_failed(exc)
 
-    async def _relay(self, agent: BidiAgent, encoder: OutputEncoder) -> None:
-        encode, send, turn = encoder.encode, self.client.send, self._turn
-        events = agent.receive()
-        try:
-            while True:
-                try:
-                    event = await anext(events)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:  # the model (or a tool) failed; our own bugs propagate
-                    self._model_failed(exc)
-                    return
-                kind = event.get("type", "")
-                if in_turn := kind in TURN_EVENTS:
-                    turn.opening(kind, event)
-                for frame in encode(event):
-                    await send(frame)
-                if in_turn and turn.closed(kind, event) and self._draining:
-                    self._finish(SHUTDOWN)  # the answer is out: nothing keeps the session now
-                if kind == "bidi_connection_stop":
-                    break
-        except ClientGone as gone:
-            self._client_gone(gone)
-            return
-        # receive() ends only after a connection stop: the model ended the conversation.
-        self._finish(Outcome("model_stop"))
-
-    def _model_failed(self, exc: BaseException) -> None:
-        # Logged once here; the session's cancel scope then ends every task.
+    def model_failed(self, exc: BaseException) -> None:
+        # Logged once here; finishing then ends every task.
         if self.outcome is not None:  # already ending; a follow-on failure is noise
-            logger.debug("model error while closing: %s", _describe(exc))
+            logger.debug("model error while closing: %s", describe(exc))
             return
-        if isinstance(exc, SessionError):  # ours, raised through strands (the restart budget)
-            logger.error("model failed: %s", exc)
-            self._finish(Outcome(exc.code, exc.close_code, exc))
-            return
-        logger.error("model failed: %s", _describe(exc))
-        self._finish(Outcome("model_error", status.WS_1011_INTERNAL_ERROR, ModelError(_describe(exc))))
+        logger.error("model failed: %s", exc if isinstance(exc, SessionError) else describe(exc))
+        self.finish(Outcome.model_failure(exc))
 
     def _session_start(
         self, model: BidiModel, options: ConnectOptions, tool_names: list[str]
@@ -446,8 +349,3 @@ class Session:
             channels=1,
             tools=sorted(tool_names),
         )
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
