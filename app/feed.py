@@ -61,6 +61,7 @@ class Feed[T]:
         if self.idle:
             task = asyncio.Task(self._send(item), loop=self._loop, name=self._name, eager_start=True)
             if task.done():
+                self._in_flight = None  # an earlier, finished one is not kept either
                 task.result()  # a bug in `send` propagates here
             else:
                 self._in_flight = task

@@ -26,7 +26,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 from starlette import status
@@ -210,7 +209,10 @@ class Session:
 
         async def send_text(text: str) -> None:
             turns.user_turn_ended()  # its answer is due from now (before: a model may answer within send)
-            await self._to_model(agent, text)
+            try:
+                await agent.send(text)
+            except Exception as exc:
+                self.model_failed(exc)
 
         audio = Feed("session:audio-send", settings.audio_queue_size, stall, send_audio)
         text = Feed("session:text-send", settings.text_queue_size, stall, send_text)
@@ -318,12 +320,6 @@ class Session:
             detail = f"open for {settings.max_session_duration:g} s"
         self.context.refusals.record(expiry, detail)
         self.finish(Outcome(expiry))
-
-    async def _to_model(self, agent: BidiAgent, item: Any) -> None:
-        try:
-            await agent.send(item)
-        except Exception as exc:
-            self.model_failed(exc)
 
     def model_failed(self, exc: BaseException) -> None:
         # Logged once here; finishing then ends every task.

@@ -84,7 +84,8 @@ async def answer_from(source: asyncio.Queue[Message], websocket: WebSocket) -> N
 
 
 async def relay(websocket: WebSocket, hops: int) -> None:
-    if not hops:  # the baseline proper: one task, no hand-off
+    if not hops:  # the baseline proper: one task, no hand-off; `send` written out, as a
+        # call to it would add a coroutine frame to every frame the baseline relays
         while (message := await websocket.receive())["type"] != "websocket.disconnect":
             frame = answer(message)
             if isinstance(frame, bytes):

@@ -83,11 +83,11 @@ class EchoModel(QueuedModel):
             return
         loop = asyncio.get_running_loop()
         due = self._last_audio + self._audio_idle_s
-        # A frame still being put (the queue was full) is audio arriving, not silence; and
-        # the two closing events must fit behind what is queued.
-        if loop.time() < due:
+        if loop.time() < due:  # audio came since: look again when it would be silence
             self._idle_timer = loop.call_at(due, self._watch_idle)
             return
+        # A frame still being put (the queue was full) is audio arriving, not silence; and
+        # the two closing events must fit behind what is queued.
         if self._putting or events.maxsize - events.qsize() < 2:
             self._idle_timer = loop.call_later(self._audio_idle_s / 4, self._watch_idle)
             return
